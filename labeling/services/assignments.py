@@ -1,0 +1,179 @@
+"""Leases: claim, heartbeat, skip, expire. Each write is one short transaction.
+
+PostgreSQL: the claim locks one claimable item row with FOR NO KEY UPDATE SKIP LOCKED and takes
+a slot from the quota kept on that row. SQLite has no row locks; the settings open every
+transaction with BEGIN IMMEDIATE, which serializes writers, and the slot is taken by a
+conditional UPDATE (open_slots > 0) in that transaction. The same code runs on both.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from labeling.models import Assignment, Item, Membership
+
+logger = logging.getLogger(__name__)
+
+ACTIVE = Assignment.Status.ACTIVE
+
+
+class QueueError(Exception):
+    """Base for the queue's expected failures; views turn them into responses."""
+
+
+class LeaseLost(QueueError):
+    """The lease expired and was reclaimed, or was never the caller's."""
+
+    def __init__(self, assignment: Assignment, *, item_open: bool) -> None:
+        super().__init__("This item's lease has lapsed.")
+        self.assignment = assignment
+        self.item_open = item_open
+
+
+class GuidelinesNotAcknowledged(QueueError):
+    """A new guideline version must be acknowledged before the next item."""
+
+
+def current_lease(*, membership: Membership) -> Assignment | None:
+    return (
+        Assignment.objects.filter(
+            project_id=membership.project_id, annotator_id=membership.user_id, status=ACTIVE
+        )
+        .select_related("item")
+        .first()
+    )
+
+
+def claim_next(*, membership: Membership) -> Assignment | None:
+    """Renew the caller's live lease or lease a new item. Idempotent for reloads/double-clicks."""
+    try:
+        return _claim(membership)
+    except IntegrityError:
+        # A concurrent claim by the same annotator won the one-live-lease constraint: theirs
+        # is ours, so answer with it.
+        return current_lease(membership=membership)
+
+
+@transaction.atomic
+def _claim(membership: Membership) -> Assignment | None:
+    project = membership.project
+    until = timezone.now() + project.lease_duration
+    held = current_lease(membership=membership)
+    if held and Assignment.objects.filter(pk=held.pk, status=ACTIVE).update(expires_at=until):
+        held.expires_at = until
+        return held
+    if membership.needs_acknowledgement:
+        raise GuidelinesNotAcknowledged
+    item = _lock_next_item(membership)
+    if item is None:
+        return None
+    # The row is locked (PostgreSQL) or the database is (SQLite); the condition keeps the
+    # quota honest even if a future caller forgets the lock.
+    if not Item.objects.filter(pk=item.pk, open_slots__gt=0).update(
+        open_slots=F("open_slots") - 1
+    ):
+        return None
+    return Assignment.objects.create(
+        project=project,
+        item=item,
+        annotator_id=membership.user_id,
+        expires_at=until,
+        swapped=project.is_pairwise and project.randomize_order and _coin(),
+    )
+
+
+def _lock_next_item(membership: Membership) -> Item | None:
+    return (
+        Item.objects.claimable_by(membership.user_id, project=membership.project)
+        .order_by("-priority", "pk")
+        .select_for_update(skip_locked=True, no_key=True, of=("self",))
+        .only("pk", "project_id")
+        .first()
+    )
+
+
+def _coin() -> bool:
+    return random.random() < 0.5  # noqa: S311 - display order, not a secret
+
+
+def heartbeat(*, assignment: Assignment, user: Any) -> datetime:
+    """Push the lease's expiry forward. Idempotent; raises LeaseLost once it was reclaimed."""
+    until = timezone.now() + assignment.project.lease_duration
+    renewed = Assignment.objects.filter(pk=assignment.pk, annotator=user, status=ACTIVE).update(
+        expires_at=until
+    )
+    if not renewed:
+        raise LeaseLost(assignment, item_open=item_is_open(assignment))
+    return until
+
+
+@transaction.atomic
+def skip(*, assignment: Assignment, user: Any, reason: str) -> None:
+    """Give the item back with a reason; the annotator will not see it again. Idempotent."""
+    skipped = Assignment.objects.filter(pk=assignment.pk, annotator=user, status=ACTIVE).update(
+        status=Assignment.Status.SKIPPED, finished_at=timezone.now(), skip_reason=reason[:200]
+    )
+    if skipped:
+        Item.objects.filter(pk=assignment.item_id).update(open_slots=F("open_slots") + 1)
+    elif not Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.SKIPPED).exists():
+        raise LeaseLost(assignment, item_open=item_is_open(assignment))
+
+
+class _NoSlot(Exception):
+    pass
+
+
+def reacquire(assignment: Assignment) -> bool:
+    """Take a lapsed lease back if its item still has a free slot (resubmit after a 409).
+
+    Both updates are conditional, so this is safe against the reaper and against other
+    claimers racing for the last slot; the savepoint undoes the revival when no slot is left.
+    """
+    until = timezone.now() + assignment.project.lease_duration
+    try:
+        with transaction.atomic():
+            revived = Assignment.objects.filter(
+                pk=assignment.pk, status=Assignment.Status.EXPIRED
+            ).update(status=ACTIVE, expires_at=until, finished_at=None)
+            if not revived:
+                return False
+            if not Item.objects.filter(
+                pk=assignment.item_id, open_slots__gt=0, status="active"
+            ).update(open_slots=F("open_slots") - 1):
+                raise _NoSlot
+    except _NoSlot:
+        return False
+    return True
+
+
+def item_is_open(assignment: Assignment) -> bool:
+    return Item.objects.filter(pk=assignment.item_id, open_slots__gt=0, status="active").exists()
+
+
+def release_expired_leases(*, now: datetime | None = None, limit: int = 5000) -> int:
+    """Reclaim lapsed leases exactly once each: a slot goes back only if our UPDATE hit the row."""
+    now = now or timezone.now()
+    expired = (
+        Assignment.objects.filter(status=ACTIVE, expires_at__lt=now)
+        .order_by("item_id")
+        .values_list("pk", "item_id")[:limit]
+    )
+    released = 0
+    for pk, item_id in list(expired):
+        with transaction.atomic():
+            hit = Assignment.objects.filter(pk=pk, status=ACTIVE, expires_at__lt=now).update(
+                status=Assignment.Status.EXPIRED, finished_at=now
+            )
+            if hit:
+                Item.objects.filter(pk=item_id).update(open_slots=F("open_slots") + 1)
+                released += hit
+    if released:
+        logger.info("leases.released", extra={"count": released})
+    return released
