@@ -100,6 +100,9 @@ def _database() -> dict:
             "timeout": 20,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
+        # Tests use a file, not shared-cache memory: only a file gives the real locking
+        # behaviour (BEGIN IMMEDIATE, busy timeout) that the concurrency tests exercise.
+        config["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
     return config
 
 

@@ -5,9 +5,12 @@ with a message on a machine without them, and fail instead when REQUIRE_SERVICES
 """
 
 import os
+import re
+from contextlib import contextmanager
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from labeling.models import Role
 from tests.factories import MembershipFactory, PairwiseProjectFactory, ProjectFactory, UserFactory
@@ -87,3 +90,21 @@ def queue_admin(sft_project, pairwise_project):
 def outsider(db):
     """A user with an account but no membership in the fixtures' projects."""
     return UserFactory(username="mallory")
+
+
+TRANSACTION_CONTROL = re.compile(r"^(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE SAVEPOINT)\b", re.I)
+
+
+@contextmanager
+def assert_statements(expected: int):
+    """Count SQL statements, leaving out transaction control (SQLite logs BEGIN/COMMIT)."""
+    with CaptureQueriesContext(connection) as context:
+        yield
+    statements = [q["sql"] for q in context.captured_queries if not TRANSACTION_CONTROL.match(q["sql"])]
+    assert len(statements) == expected, "\n\n".join(statements)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """PBKDF2 costs ~0.3 s a user; tests need no resistance to brute force."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,42 @@
+"""Membership-scoped lookups shared by the HTML views and the API.
+
+Outsiders get a 404 (a project's existence is not disclosed); members with the wrong role a 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from labeling.models import Assignment, Membership
+
+
+def membership_for(user: Any, slug: str, roles: Iterable[str] | None = None) -> Membership:
+    """The user's membership in the project `slug`, with the project and guideline rows loaded."""
+    membership = (
+        Membership.objects.visible_to(user)
+        .select_related("project", "project__current_guideline", "acknowledged_guideline")
+        .filter(project__slug=slug)
+        .first()
+    )
+    if membership is None:
+        raise Http404("No such project.")
+    if roles is not None and membership.role not in roles:
+        raise PermissionDenied("Your role in this project does not allow this.")
+    return membership
+
+
+def own_assignment(user: Any, membership: Membership, pk: int) -> Assignment:
+    """A lease of this user in this project; anyone else's is a 404."""
+    assignment = (
+        Assignment.objects.filter(pk=pk, annotator=user, project_id=membership.project_id)
+        .select_related("item")
+        .first()
+    )
+    if assignment is None:
+        raise Http404("No such assignment.")
+    assignment.project = membership.project
+    return assignment
