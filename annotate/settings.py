@@ -7,6 +7,7 @@ a filesystem Celery broker under DATA_DIR. Production sets DATABASE_URL, REDIS_U
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from csp.constants import NONCE, NONE, SELF
@@ -88,7 +89,7 @@ TEMPLATES = [
 ]
 
 
-def _database() -> dict:
+def _database() -> dict[str, Any]:
     url = os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'annotate.sqlite3'}"
     config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
     if config["ENGINE"].endswith("sqlite3"):
@@ -103,7 +104,7 @@ def _database() -> dict:
         # Tests use a file, not shared-cache memory: only a file gives the real locking
         # behaviour (BEGIN IMMEDIATE, busy timeout) that the concurrency tests exercise.
         config["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
-    return config
+    return dict(config)
 
 
 DATABASES = {"default": _database()}
@@ -125,6 +126,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

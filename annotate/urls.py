@@ -7,9 +7,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "set-password/<uidb64>/<token>/",
-        auth_views.PasswordResetConfirmView.as_view(
-            post_reset_login=True, success_url="/"
-        ),
+        auth_views.PasswordResetConfirmView.as_view(post_reset_login=True, success_url="/"),
         name="password_reset_confirm",
     ),
     path("admin/", admin.site.urls),

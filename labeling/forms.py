@@ -34,9 +34,17 @@ class ProjectForm(forms.ModelForm):
     class Meta:
         model = Project
         fields = [
-            "name", "slug", "kind", "description", "overlap", "lease_seconds",
-            "rating_scale", "flags", "criteria", "randomize_order",
-        ]  # fmt: skip
+            "name",
+            "slug",
+            "kind",
+            "description",
+            "overlap",
+            "lease_seconds",
+            "rating_scale",
+            "flags",
+            "criteria",
+            "randomize_order",
+        ]
 
 
 class ProjectSettingsForm(ProjectForm):

@@ -34,9 +34,7 @@ class Project(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     description = models.TextField(blank=True)
-    overlap = models.PositiveSmallIntegerField(
-        default=1, help_text="Annotations wanted per item."
-    )
+    overlap = models.PositiveSmallIntegerField(default=1, help_text="Annotations wanted per item.")
     lease_seconds = models.PositiveIntegerField(
         default=600, help_text="How long a claimed item stays reserved without a heartbeat."
     )

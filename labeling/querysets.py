@@ -40,9 +40,7 @@ class ItemQuerySet(models.QuerySet):
         from labeling.models import Assignment
 
         seen = Assignment.objects.filter(item=OuterRef("pk"), annotator=user)
-        return self.filter(project=project, status="active", open_slots__gt=0).filter(
-            ~Exists(seen)
-        )
+        return self.filter(project=project, status="active", open_slots__gt=0).filter(~Exists(seen))
 
 
 class AssignmentQuerySet(models.QuerySet):

@@ -15,13 +15,42 @@ from markdown_it import MarkdownIt
 # and gives nobody a better page.
 MARKDOWN_LIMIT = 50_000
 
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
-_markdown.validateLink = lambda url: url.lower().startswith(("http://", "https://", "mailto:", "#"))
+
+class _SafeLinks(MarkdownIt):
+    """Refuse every link scheme but http, https, mailto and in-page anchors at parse time."""
+
+    def validateLink(self, url: str) -> bool:  # markdown-it's hook name
+        return url.strip().lower().startswith(("http://", "https://", "mailto:", "#"))
+
+
+_markdown = _SafeLinks("commonmark", {"html": False, "linkify": False}).enable("table")
 
 ALLOWED_TAGS = {
-    "p", "br", "hr", "strong", "em", "code", "pre", "blockquote", "ul", "ol", "li",
-    "h1", "h2", "h3", "h4", "h5", "h6", "a", "table", "thead", "tbody", "tr", "th", "td",
-}  # fmt: skip
+    "p",
+    "br",
+    "hr",
+    "strong",
+    "em",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "a",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+}
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
 
 

@@ -36,9 +36,10 @@ def annotator_progress(membership: Membership) -> AnnotatorProgress:
     since = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     mine = Annotation.objects.filter(project_id=membership.project_id, annotator=membership.user_id)
     stats = mine.aggregate(
-        total=Count("pk"), today=Count("pk", filter=Q(created_at__gte=since)),
+        total=Count("pk"),
+        today=Count("pk", filter=Q(created_at__gte=since)),
         avg_ms=Avg("time_spent_ms"),
-    )  # fmt: skip
+    )
     remaining = Item.objects.claimable_by(membership.user_id, project=membership.project).count()
     avg = stats["avg_ms"]
     return AnnotatorProgress(
@@ -51,9 +52,10 @@ def annotator_progress(membership: Membership) -> AnnotatorProgress:
 
 def project_overview(project: Project) -> ProjectOverview:
     items = Item.objects.filter(project=project).aggregate(
-        total=Count("pk"), active=Count("pk", filter=Q(status="active")),
+        total=Count("pk"),
+        active=Count("pk", filter=Q(status="active")),
         open_slots=Sum("open_slots", filter=Q(status="active")),
-    )  # fmt: skip
+    )
     active = items["active"]
     return ProjectOverview(
         items=items["total"],
@@ -69,4 +71,3 @@ def project_overview(project: Project) -> ProjectOverview:
 def heartbeat_interval(project: Project) -> int:
     """Seconds between heartbeats: a third of the lease, so two may be lost without harm."""
     return max(10, min(120, project.lease_seconds // 3))
-

@@ -100,7 +100,9 @@ def assert_statements(expected: int):
     """Count SQL statements, leaving out transaction control (SQLite logs BEGIN/COMMIT)."""
     with CaptureQueriesContext(connection) as context:
         yield
-    statements = [q["sql"] for q in context.captured_queries if not TRANSACTION_CONTROL.match(q["sql"])]
+    statements = [
+        q["sql"] for q in context.captured_queries if not TRANSACTION_CONTROL.match(q["sql"])
+    ]
     assert len(statements) == expected, "\n\n".join(statements)
 
 

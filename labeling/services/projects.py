@@ -37,9 +37,7 @@ def invite(*, project: Project, username: str, email: str = "", role: str) -> In
     Idempotent: inviting an existing member changes their role.
     """
     user_model = get_user_model()
-    user, created = user_model.objects.get_or_create(
-        username=username, defaults={"email": email}
-    )
+    user, created = user_model.objects.get_or_create(username=username, defaults={"email": email})
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])

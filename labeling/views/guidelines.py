@@ -46,9 +46,14 @@ def compare(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "labeling/guidelines_diff.html",
-        {"project": project, "membership": membership, "old": old, "new": new,
-         "lines": guidelines.compare(old=old, new=new)},
-    )  # fmt: skip
+        {
+            "project": project,
+            "membership": membership,
+            "old": old,
+            "new": new,
+            "lines": guidelines.compare(old=old, new=new),
+        },
+    )
 
 
 @login_required

@@ -35,7 +35,9 @@ def create_project(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         project = projects.create_project(created_by=request.user, **form.cleaned_data)
         return redirect("labeling:project", slug=project.slug)
-    return render(request, "labeling/project_form.html", {"form": form}, status=422 if form.errors else 200)
+    return render(
+        request, "labeling/project_form.html", {"form": form}, status=422 if form.errors else 200
+    )
 
 
 @login_required
@@ -59,7 +61,9 @@ def settings(request: HttpRequest, slug: str) -> HttpResponse:
         messages.success(request, "Settings saved.")
         return redirect("labeling:project", slug=slug)
     context = {"membership": membership, "project": membership.project, "form": form}
-    return render(request, "labeling/project_settings.html", context, status=422 if form.errors else 200)
+    return render(
+        request, "labeling/project_settings.html", context, status=422 if form.errors else 200
+    )
 
 
 @login_required
@@ -71,8 +75,13 @@ def members(request: HttpRequest, slug: str) -> HttpResponse:
         invitation = projects.invite(project=membership.project, **form.cleaned_data)
         form = InviteForm()
     people = membership.project.memberships.select_related("user").order_by("user__username")
-    context = {"membership": membership, "project": membership.project, "form": form,
-               "people": people, "invitation": invitation}  # fmt: skip
+    context = {
+        "membership": membership,
+        "project": membership.project,
+        "form": form,
+        "people": people,
+        "invitation": invitation,
+    }
     return render(request, "labeling/members.html", context, status=422 if form.errors else 200)
 
 
@@ -95,9 +104,13 @@ def import_items(request: HttpRequest, slug: str) -> HttpResponse:
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
-        job = imports.start_import(project=project, created_by=request.user, uploaded=upload,
-                                   filename=upload.name,
-                                   skip_bad_lines=form.cleaned_data["skip_bad_lines"])  # fmt: skip
+        job = imports.start_import(
+            project=project,
+            created_by=request.user,
+            uploaded=upload,
+            filename=upload.name,
+            skip_bad_lines=form.cleaned_data["skip_bad_lines"],
+        )
         return redirect("labeling:import-detail", slug=slug, pk=job.pk)
     jobs = project.import_jobs.all()[:20]
     context = {"membership": membership, "project": project, "form": form, "jobs": jobs}

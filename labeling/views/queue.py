@@ -5,9 +5,8 @@ plain requests get the whole page. Errors that must not lose what the annotator 
 are retargeted to the notice area, leaving the form untouched.
 """
 
-from __future__ import annotations
-
 import uuid
+from contextlib import suppress
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -63,10 +62,11 @@ def skip(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     form = SkipForm(request.POST)
     if not form.is_valid():
         return notice(request, membership, errors={"reason": "pick a reason"}, status=422)
-    try:
-        assignments.skip(assignment=assignment, user=request.user, reason=form.cleaned_data["reason"])
-    except assignments.LeaseLost:
-        pass  # the item is gone either way: show the next one
+    # A lapsed lease is gone either way: show the next item.
+    with suppress(assignments.LeaseLost):
+        assignments.skip(
+            assignment=assignment, user=request.user, reason=form.cleaned_data["reason"]
+        )
     return render_work(request, membership)
 
 
@@ -147,11 +147,15 @@ def submission_data(post: QueryDict, membership: Membership) -> dict[str, Any]:
     data: dict[str, Any] = {key: post.get(key) for key in post if key not in ("flags",)}
     data["flags"] = post.getlist("flags")
     criteria = membership.project.criteria
-    data["criteria"] = {name: post[f"criterion-{name}"] for name in criteria if post.get(f"criterion-{name}")}
+    data["criteria"] = {
+        name: post[f"criterion-{name}"] for name in criteria if post.get(f"criterion-{name}")
+    }
     return data
 
 
-def notice(request: HttpRequest, membership: Membership, *, status: int, **context: Any) -> HttpResponse:
+def notice(
+    request: HttpRequest, membership: Membership, *, status: int, **context: Any
+) -> HttpResponse:
     """Explain a failed POST in the notice area and leave the form as it is."""
     if not request.htmx:  # type: ignore[attr-defined]
         return render(request, QUEUE_TEMPLATE, work_context(membership) | context, status=status)

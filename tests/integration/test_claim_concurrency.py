@@ -33,7 +33,7 @@ def _label_until_empty(membership: Membership, start: threading.Barrier, errors:
         while (lease := assignments.claim_next(membership=membership)) is not None:
             data = {"client_id": str(uuid.uuid4()), "choice": "left", "strength": 1}
             annotations.submit(assignment=lease, user=membership.user, data=data)
-    except Exception as error:  # noqa: BLE001 - reported by the test below
+    except Exception as error:
         errors.append(repr(error))
     finally:
         connections.close_all()
@@ -45,7 +45,9 @@ def _race(project) -> list[str]:
         user = UserFactory(username=f"racer{n}")
         members.append(MembershipFactory(user=user, project=project))
     start, errors = threading.Barrier(ANNOTATORS), []
-    threads = [threading.Thread(target=_label_until_empty, args=(m, start, errors)) for m in members]
+    threads = [
+        threading.Thread(target=_label_until_empty, args=(m, start, errors)) for m in members
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -81,7 +83,7 @@ def test_postgres_claim_locks_the_item_row_before_taking_the_slot():
         assignments.claim_next(membership=member)
     sql = [q["sql"] for q in context.captured_queries]
     lock = next(i for i, s in enumerate(sql) if "FOR NO KEY UPDATE" in s)
-    assert 'SKIP LOCKED' in sql[lock]
+    assert "SKIP LOCKED" in sql[lock]
     assert 'FOR NO KEY UPDATE OF "labeling_item" SKIP LOCKED' in sql[lock]
     update = next(i for i, s in enumerate(sql) if s.startswith('UPDATE "labeling_item"'))
     assert lock < update

@@ -39,9 +39,23 @@ def worker(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         database_url = _database_url()
     env = os.environ | {"DATABASE_URL": database_url, "DATA_DIR": str(settings.DATA_DIR)}
-    command = [sys.executable, "-m", "celery", "-A", "annotate", "worker", "--pool", "solo",
-               "--queues", "default", "--loglevel", "WARNING", "--without-heartbeat",
-               "--without-gossip", "--without-mingle"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "annotate",
+        "worker",
+        "--pool",
+        "solo",
+        "--queues",
+        "default",
+        "--loglevel",
+        "WARNING",
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     process = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own command line
     yield process
     process.terminate()
@@ -66,14 +80,17 @@ def _upload(client, project, content: bytes, **extra) -> int:
     return int(response["Location"].rstrip("/").rsplit("/", 1)[1])
 
 
-def test_uploaded_file_is_imported_by_the_worker(client, worker, transactional_db, sft_project, queue_admin):
+def test_uploaded_file_is_imported_by_the_worker(
+    client, worker, transactional_db, sft_project, queue_admin
+):
     client.force_login(queue_admin)
     job = _wait_until_finished(_upload(client, sft_project, GOOD))
     assert (job.status, job.created_items, job.duplicate_items) == ("succeeded", 2, 0)
     assert sorted(Item.objects.values_list("external_id", flat=True)) == ["w-1", "w-2"]
-    page = client.get(reverse("labeling:import-detail", kwargs={"slug": sft_project.slug,
-                                                                "pk": job.pk}),
-                      HTTP_HX_REQUEST="true")  # fmt: skip
+    page = client.get(
+        reverse("labeling:import-detail", kwargs={"slug": sft_project.slug, "pk": job.pk}),
+        HTTP_HX_REQUEST="true",
+    )
     assert page.status_code == 286  # htmx: stop polling, the job is done
 
 

@@ -85,7 +85,9 @@ def test_pairwise_order_is_randomized_per_lease_and_stored(pairwise_project, db)
     for n in range(40):
         user = UserFactory(username=f"judge{n}")
         MembershipFactory(user=user, project=pairwise_project)
-        swapped.append(assignments.claim_next(membership=membership(user, pairwise_project)).swapped)
+        swapped.append(
+            assignments.claim_next(membership=membership(user, pairwise_project)).swapped
+        )
     assert set(swapped) == {True, False}
     assert Assignment.objects.filter(swapped=True).count() == sum(swapped)
 
@@ -94,7 +96,9 @@ def test_order_is_fixed_when_randomization_is_off(pairwise_project, annotator):
     pairwise_project.randomize_order = False
     pairwise_project.save()
     pairwise_item(pairwise_project)
-    assert assignments.claim_next(membership=membership(annotator, pairwise_project)).swapped is False
+    assert (
+        assignments.claim_next(membership=membership(annotator, pairwise_project)).swapped is False
+    )
 
 
 def test_heartbeat_extends_the_lease(sft_project, annotator):
@@ -184,7 +188,9 @@ def test_reacquire_fails_and_changes_nothing_when_the_slot_is_taken(
 def test_database_refuses_two_live_leases_for_one_annotator(sft_project, annotator):
     first, second = ItemFactory(project=sft_project), ItemFactory(project=sft_project)
     until = timezone.now() + timedelta(minutes=5)
-    Assignment.objects.create(project=sft_project, item=first, annotator=annotator, expires_at=until)
+    Assignment.objects.create(
+        project=sft_project, item=first, annotator=annotator, expires_at=until
+    )
     with pytest.raises(IntegrityError), transaction.atomic():
         Assignment.objects.create(
             project=sft_project, item=second, annotator=annotator, expires_at=until
@@ -198,7 +204,9 @@ def test_database_refuses_the_same_item_twice_for_one_annotator(sft_project, ann
         project=sft_project, item=item, annotator=annotator, expires_at=until, status="skipped"
     )
     with pytest.raises(IntegrityError), transaction.atomic():
-        Assignment.objects.create(project=sft_project, item=item, annotator=annotator, expires_at=until)
+        Assignment.objects.create(
+            project=sft_project, item=item, annotator=annotator, expires_at=until
+        )
 
 
 def test_database_refuses_negative_open_slots(sft_project):

@@ -29,8 +29,9 @@ def test_new_version_gates_the_next_item_until_acknowledged(sft_project, annotat
     guidelines.publish(project=sft_project, author=queue_admin, body="rule 1", changelog="one")
     with pytest.raises(assignments.GuidelinesNotAcknowledged):
         assignments.claim_next(membership=member(annotator, sft_project))
-    guidelines.acknowledge(membership=member(annotator, sft_project),
-                           version=GuidelineVersion.objects.get(number=1))  # fmt: skip
+    guidelines.acknowledge(
+        membership=member(annotator, sft_project), version=GuidelineVersion.objects.get(number=1)
+    )
     assert assignments.claim_next(membership=member(annotator, sft_project)) is not None
 
 
@@ -52,17 +53,23 @@ def test_acknowledging_an_outdated_version_is_refused(sft_project, annotator, qu
 def test_changes_since_acknowledged_diffs_against_the_version_read(
     sft_project, annotator, queue_admin
 ):
-    v1 = guidelines.publish(project=sft_project, author=queue_admin, body="keep\nold",
-                            changelog="one")  # fmt: skip
+    v1 = guidelines.publish(
+        project=sft_project, author=queue_admin, body="keep\nold", changelog="one"
+    )
     guidelines.acknowledge(membership=member(annotator, sft_project), version=v1)
     guidelines.publish(project=sft_project, author=queue_admin, body="keep\nnew", changelog="two")
     assert guidelines.changes_since_acknowledged(member(annotator, sft_project)) == [
-        DiffLine("equal", "keep"), DiffLine("delete", "old"), DiffLine("insert", "new"),
-    ]  # fmt: skip
+        DiffLine("equal", "keep"),
+        DiffLine("delete", "old"),
+        DiffLine("insert", "new"),
+    ]
 
 
 def test_line_diff_marks_inserts_and_deletes():
     lines = line_diff("a\nb\nc", "a\nc\nd")
     assert [(line.marker, line.text) for line in lines] == [
-        (" ", "a"), ("-", "b"), (" ", "c"), ("+", "d"),
-    ]  # fmt: skip
+        (" ", "a"),
+        ("-", "b"),
+        (" ", "c"),
+        ("+", "d"),
+    ]

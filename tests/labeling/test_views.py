@@ -22,17 +22,27 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 def world(sft_project, annotator, reviewer, queue_admin, outsider):
     """Two guideline versions, an import job and a lease held by the annotator."""
     guidelines.publish(project=sft_project, author=queue_admin, body="# v1", changelog="one")
-    version = guidelines.publish(project=sft_project, author=queue_admin, body="# v2",
-                                 changelog="two")  # fmt: skip
+    version = guidelines.publish(
+        project=sft_project, author=queue_admin, body="# v2", changelog="two"
+    )
     Membership.objects.filter(project=sft_project).update(acknowledged_guideline=version)
     ItemFactory(project=sft_project)
     member = Membership.objects.select_related("project").get(user=annotator, project=sft_project)
     lease = assignments.claim_next(membership=member)
     job = ImportJob.objects.create(project=sft_project, filename="a.jsonl", path="/nonexistent")
-    users = {"annotator": annotator, "reviewer": reviewer, "admin": queue_admin,
-             "outsider": outsider}  # fmt: skip
-    return {"slug": sft_project.slug, "lease": lease.pk, "job": job.pk, "users": users,
-            "member": Membership.objects.get(user=reviewer, project=sft_project).pk}  # fmt: skip
+    users = {
+        "annotator": annotator,
+        "reviewer": reviewer,
+        "admin": queue_admin,
+        "outsider": outsider,
+    }
+    return {
+        "slug": sft_project.slug,
+        "lease": lease.pk,
+        "job": job.pk,
+        "users": users,
+        "member": Membership.objects.get(user=reviewer, project=sft_project).pk,
+    }
 
 
 # (url name, method, kwargs from the world, roles allowed, status when allowed)
@@ -109,8 +119,10 @@ def test_htmx_queue_returns_the_work_partial(client, pairwise_project, annotator
     url = reverse("labeling:queue", kwargs={"slug": pairwise_project.slug})
     partial = client.get(url, **HTMX)
     page = client.get(url)
-    assert b"<html" not in partial.content and b"Which is the capital of France?" in partial.content
-    assert b"<html" in page.content and b'id="item-card"' in page.content
+    assert b"<html" not in partial.content
+    assert b"Which is the capital of France?" in partial.content
+    assert b"<html" in page.content
+    assert b'id="item-card"' in page.content
 
 
 def test_pairwise_submit_stores_the_choice_and_returns_the_next_item(
@@ -121,8 +133,14 @@ def test_pairwise_submit_stores_the_choice_and_returns_the_next_item(
     client.force_login(annotator)
     client.get(reverse("labeling:queue", kwargs={"slug": pairwise_project.slug}))
     lease = Assignment.objects.get(annotator=annotator)
-    data = {"client_id": str(uuid.uuid4()), "choice": "left", "strength": "3",
-            "criterion-honesty": "right", "rationale": "Clearer.", "time_spent_ms": "1234"}  # fmt: skip
+    data = {
+        "client_id": str(uuid.uuid4()),
+        "choice": "left",
+        "strength": "3",
+        "criterion-honesty": "right",
+        "rationale": "Clearer.",
+        "time_spent_ms": "1234",
+    }
     response = _submit(client, pairwise_project, lease.pk, data)
     assert response.status_code == 200
     assert b"Second prompt?" in response.content
@@ -137,8 +155,12 @@ def test_sft_submit_with_errors_answers_422_in_the_notice_area(client, sft_proje
     client.force_login(annotator)
     client.get(reverse("labeling:queue", kwargs={"slug": sft_project.slug}))
     lease = Assignment.objects.get(annotator=annotator)
-    response = _submit(client, sft_project, lease.pk,
-                       {"client_id": str(uuid.uuid4()), "response": "ok", "rating": "7"})  # fmt: skip
+    response = _submit(
+        client,
+        sft_project,
+        lease.pk,
+        {"client_id": str(uuid.uuid4()), "response": "ok", "rating": "7"},
+    )
     assert response.status_code == 422
     assert response["HX-Retarget"] == "#notice"
     assert b"7 is outside 1..5" in response.content
@@ -176,12 +198,14 @@ def test_new_guidelines_must_be_acknowledged_with_the_diff_shown(
     client, sft_project, annotator, queue_admin
 ):
     ItemFactory(project=sft_project, prompt="After reading?")
-    guidelines.publish(project=sft_project, author=queue_admin, body="Rule: be kind.",
-                       changelog="kindness")  # fmt: skip
+    guidelines.publish(
+        project=sft_project, author=queue_admin, body="Rule: be kind.", changelog="kindness"
+    )
     client.force_login(annotator)
     url = reverse("labeling:queue", kwargs={"slug": sft_project.slug})
     gate = client.get(url, **HTMX)
-    assert b"Guidelines updated to v1" in gate.content and b"+ Rule: be kind." in gate.content
+    assert b"Guidelines updated to v1" in gate.content
+    assert b"+ Rule: be kind." in gate.content
     assert Assignment.objects.count() == 0
     ack = reverse("labeling:acknowledge", kwargs={"slug": sft_project.slug})
     response = client.post(ack, {"version": "1"}, **HTMX)
@@ -195,23 +219,29 @@ def test_admin_publishes_guidelines_from_the_editor(client, sft_project, queue_a
     assert response.status_code == 302
     sft_project.refresh_from_db()
     assert (sft_project.current_guideline.number, sft_project.current_guideline.body) == (
-        1, "# Be precise",
-    )  # fmt: skip
+        1,
+        "# Be precise",
+    )
 
 
 def test_guideline_preview_is_sanitized(client, sft_project, queue_admin):
     client.force_login(queue_admin)
     url = reverse("labeling:guidelines-preview", kwargs={"slug": sft_project.slug})
-    response = client.post(url, {"body": "**ok** <script>alert(1)</script> [x](javascript:alert(1))"})
+    response = client.post(
+        url, {"body": "**ok** <script>alert(1)</script> [x](javascript:alert(1))"}
+    )
     assert response.content.decode() == (
-        "<p><strong>ok</strong> &lt;script&gt;alert(1)&lt;/script&gt; [x](javascript:alert(1))</p>\n"
+        "<p><strong>ok</strong> &lt;script&gt;alert(1)&lt;/script&gt; "
+        "[x](javascript:alert(1))</p>\n"
     )
 
 
 def test_invite_creates_a_passwordless_user_with_a_one_time_link(client, sft_project, queue_admin):
     client.force_login(queue_admin)
     url = reverse("labeling:members", kwargs={"slug": sft_project.slug})
-    response = client.post(url, {"username": "newbie", "email": "n@example.org", "role": "reviewer"})
+    response = client.post(
+        url, {"username": "newbie", "email": "n@example.org", "role": "reviewer"}
+    )
     assert response.status_code == 200
     member = Membership.objects.select_related("user").get(user__username="newbie")
     assert member.role == "reviewer"
@@ -223,5 +253,7 @@ def test_every_page_has_a_strict_csp_with_a_nonce(client, sft_project, annotator
     client.force_login(annotator)
     response = client.get(reverse("labeling:queue", kwargs={"slug": sft_project.slug}))
     csp = response["Content-Security-Policy"]
-    assert "default-src 'none'" in csp and "script-src 'self' 'nonce-" in csp
-    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "default-src 'none'" in csp
+    assert "script-src 'self' 'nonce-" in csp
+    assert "unsafe-inline" not in csp
+    assert "unsafe-eval" not in csp

@@ -18,8 +18,12 @@ from labeling.models import Project, Role
 from labeling.services import guidelines, imports, projects
 
 DATA = Path(__file__).resolve().parents[2] / "demo_data"
-ACCOUNTS = [("admin", Role.ADMIN), ("reviewer", Role.REVIEWER),
-            ("annotator1", Role.ANNOTATOR), ("annotator2", Role.ANNOTATOR)]  # fmt: skip
+ACCOUNTS = [
+    ("admin", Role.ADMIN),
+    ("reviewer", Role.REVIEWER),
+    ("annotator1", Role.ANNOTATOR),
+    ("annotator2", Role.ANNOTATOR),
+]
 
 SFT_GUIDELINES = """# Writing SFT responses
 
@@ -60,13 +64,26 @@ class Command(BaseCommand):
         logins = demo_logins()
         with transaction.atomic():
             users = {name: demo_user(name, logins[name]) for name, _ in ACCOUNTS}
-            sft = demo_project(users, slug="sft-demo", name="SFT demo: MT-Bench",
-                               kind=Project.Kind.SFT, body=SFT_GUIDELINES, overlap=1,
-                               flags=["unsafe", "factual_error", "pii"], criteria=[])  # fmt: skip
-            pairwise = demo_project(users, slug="pairwise-demo", name="Pairwise demo: MT-Bench",
-                                    kind=Project.Kind.PAIRWISE, body=PAIRWISE_GUIDELINES,
-                                    overlap=2, flags=[],
-                                    criteria=["helpfulness", "harmlessness", "honesty"])  # fmt: skip
+            sft = demo_project(
+                users,
+                slug="sft-demo",
+                name="SFT demo: MT-Bench",
+                kind=Project.Kind.SFT,
+                body=SFT_GUIDELINES,
+                overlap=1,
+                flags=["unsafe", "factual_error", "pii"],
+                criteria=[],
+            )
+            pairwise = demo_project(
+                users,
+                slug="pairwise-demo",
+                name="Pairwise demo: MT-Bench",
+                kind=Project.Kind.PAIRWISE,
+                body=PAIRWISE_GUIDELINES,
+                overlap=2,
+                flags=[],
+                criteria=["helpfulness", "harmlessness", "honesty"],
+            )
         load_items(sft, sft_records())
         load_items(pairwise, pairwise_records())
         self.stdout.write(self.style.SUCCESS(f"Demo ready at {options['url']}"))
@@ -99,8 +116,9 @@ def demo_project(users: dict[str, Any], *, slug: str, body: str, **fields: Any) 
     project = Project.objects.filter(slug=slug).first()
     if project is None:
         project = projects.create_project(created_by=users["admin"], slug=slug, **fields)
-        guidelines.publish(project=project, author=users["admin"], body=body,
-                           changelog="First version")  # fmt: skip
+        guidelines.publish(
+            project=project, author=users["admin"], body=body, changelog="First version"
+        )
     for name, role in ACCOUNTS[1:]:
         projects.invite(project=project, username=name, role=role)
     return project
@@ -131,8 +149,11 @@ def sft_records() -> Iterator[dict[str, Any]]:
     answers = reference_answers()
     for question in _read_jsonl("mt_bench_questions.jsonl"):
         qid = question["question_id"]
-        record = {"id": f"mt-{qid}", "prompt": question["turns"][0],
-                  "metadata": {"source": "mt-bench", "category": question["category"]}}  # fmt: skip
+        record = {
+            "id": f"mt-{qid}",
+            "prompt": question["turns"][0],
+            "metadata": {"source": "mt-bench", "category": question["category"]},
+        }
         if qid in answers:
             record["response"] = answers[qid]
         yield record
@@ -148,11 +169,16 @@ def pairwise_records() -> Iterator[dict[str, Any]]:
         yield {
             "id": f"mt-{question['question_id']}",
             "prompt": question["turns"][0],
-            "responses": [{"model": "gpt-4 reference", "text": full},
-                          {"model": "gpt-4 reference, first paragraph only", "text": short}],
-            "metadata": {"source": "mt-bench", "category": question["category"],
-                         "note": "response B is response A cut to its first paragraph"},
-        }  # fmt: skip
+            "responses": [
+                {"model": "gpt-4 reference", "text": full},
+                {"model": "gpt-4 reference, first paragraph only", "text": short},
+            ],
+            "metadata": {
+                "source": "mt-bench",
+                "category": question["category"],
+                "note": "response B is response A cut to its first paragraph",
+            },
+        }
 
 
 def shortened(text: str) -> str:
