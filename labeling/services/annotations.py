@@ -66,12 +66,12 @@ def submit(
 def _submit(
     assignment: Assignment, user: Any, fields: dict[str, Any], *, resubmit: bool
 ) -> SubmitResult:
-    existing = Annotation.objects.filter(annotator=user, client_id=fields["client_id"]).first()
+    existing = _earlier_submit(assignment, user, fields["client_id"])
     if existing is not None:
         return SubmitResult(existing, created=False)
     if not _close_lease(assignment, user, resubmit=resubmit):
         # Blocked on the row, we may have waited for a twin submit with our client id.
-        existing = Annotation.objects.filter(annotator=user, client_id=fields["client_id"]).first()
+        existing = _earlier_submit(assignment, user, fields["client_id"])
         if existing is not None:
             return SubmitResult(existing, created=False)
         _raise_lost(assignment)
@@ -89,6 +89,16 @@ def _submit(
         **fields,
     )
     return SubmitResult(annotation, created=True)
+
+
+def _earlier_submit(assignment: Assignment, user: Any, client_id: uuid.UUID) -> Annotation | None:
+    """The annotation an earlier submit with this client id made, if any."""
+    existing = Annotation.objects.filter(annotator=user, client_id=client_id).first()
+    if existing is not None and existing.assignment_id != assignment.pk:
+        # A client id names one submit of one lease; reusing it elsewhere is a client bug
+        # that must not pass for success.
+        raise InvalidAnnotation({"client_id": "already used for the submit of another item"})
+    return existing
 
 
 def _close_lease(assignment: Assignment, user: Any, *, resubmit: bool) -> bool:
@@ -209,6 +219,8 @@ def _integer(
     if raw in (None, "") and default is not None:
         return default
     try:
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise TypeError(raw)
         value = int(raw)
     except (TypeError, ValueError):
         errors[field] = f"expected a whole number from {low} to {high}"

@@ -148,13 +148,21 @@ def reacquire(assignment: Assignment) -> bool:
                 pk=assignment.item_id, open_slots__gt=0, status="active"
             ).update(open_slots=F("open_slots") - 1):
                 raise _NoSlot
-    except _NoSlot:
+    except (_NoSlot, IntegrityError):
+        # IntegrityError: the annotator took another lease meanwhile (one live lease each).
         return False
     return True
 
 
 def item_is_open(assignment: Assignment) -> bool:
-    return Item.objects.filter(pk=assignment.item_id, open_slots__gt=0, status="active").exists()
+    """Could a lapsed lease still be resubmitted? A free slot, and no other live lease held."""
+    holds_another = Assignment.objects.filter(
+        project_id=assignment.project_id, annotator_id=assignment.annotator_id, status=ACTIVE
+    ).exclude(pk=assignment.pk)
+    return (
+        Item.objects.filter(pk=assignment.item_id, open_slots__gt=0, status="active").exists()
+        and not holds_another.exists()
+    )
 
 
 def release_expired_leases(*, now: datetime | None = None, limit: int = 5000) -> int:
