@@ -52,38 +52,32 @@ def pairwise_project(db):
     return PairwiseProjectFactory(slug="pair-demo", name="Pairwise demo")
 
 
-def _member(project, username: str, role: str):
+def _member_of_both(projects, username: str, role: str):
+    """A user with the same role in the SFT and the pairwise fixture project."""
     user = UserFactory(username=username)
-    MembershipFactory(user=user, project=project, role=role)
+    for project in projects:
+        MembershipFactory(user=user, project=project, role=role)
     return user
 
 
 @pytest.fixture
 def annotator(sft_project, pairwise_project):
-    user = _member(sft_project, "alice", Role.ANNOTATOR)
-    MembershipFactory(user=user, project=pairwise_project, role=Role.ANNOTATOR)
-    return user
+    return _member_of_both((sft_project, pairwise_project), "alice", Role.ANNOTATOR)
 
 
 @pytest.fixture
 def other_annotator(sft_project, pairwise_project):
-    user = _member(sft_project, "bob", Role.ANNOTATOR)
-    MembershipFactory(user=user, project=pairwise_project, role=Role.ANNOTATOR)
-    return user
+    return _member_of_both((sft_project, pairwise_project), "bob", Role.ANNOTATOR)
 
 
 @pytest.fixture
 def reviewer(sft_project, pairwise_project):
-    user = _member(sft_project, "rita", Role.REVIEWER)
-    MembershipFactory(user=user, project=pairwise_project, role=Role.REVIEWER)
-    return user
+    return _member_of_both((sft_project, pairwise_project), "rita", Role.REVIEWER)
 
 
 @pytest.fixture
 def queue_admin(sft_project, pairwise_project):
-    user = _member(sft_project, "ada", Role.ADMIN)
-    MembershipFactory(user=user, project=pairwise_project, role=Role.ADMIN)
-    return user
+    return _member_of_both((sft_project, pairwise_project), "ada", Role.ADMIN)
 
 
 @pytest.fixture

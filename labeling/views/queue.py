@@ -6,7 +6,9 @@ are retargeted to the notice area, leaving the form untouched.
 """
 
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
+from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -33,11 +35,33 @@ def queue(request: HttpRequest, slug: str) -> HttpResponse:
     return render_work(request, membership)
 
 
-@login_required
-@require_POST
-def submit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    membership = membership_for(request.user, slug)
-    assignment = own_assignment(request.user, membership, pk)
+LeaseView = Callable[[HttpRequest, Membership, Assignment], HttpResponse]
+
+
+def lease_post(view: LeaseView) -> Callable[..., HttpResponse]:
+    """A POST on one of the caller's own leases (anyone else's is a 404).
+
+    A lease that lapsed answers 409 with the notice that offers to resubmit.
+    """
+
+    @login_required
+    @require_POST
+    @wraps(view)
+    def wrapper(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+        membership = membership_for(request.user, slug)
+        assignment = own_assignment(request.user, membership, pk)
+        try:
+            return view(request, membership, assignment)
+        except assignments.LeaseLost as error:
+            return notice(
+                request, membership, lease_lost=True, item_open=error.item_open, status=409
+            )
+
+    return wrapper
+
+
+@lease_post
+def submit(request: HttpRequest, membership: Membership, assignment: Assignment) -> HttpResponse:
     try:
         annotations.submit(
             assignment=assignment,
@@ -47,18 +71,13 @@ def submit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         )
     except annotations.InvalidAnnotation as error:
         return notice(request, membership, errors=error.errors, status=422)
-    except assignments.LeaseLost as error:
-        return notice(request, membership, lease_lost=True, item_open=error.item_open, status=409)
     except annotations.AlreadySubmitted:
         return notice(request, membership, already_submitted=True, status=409)
     return render_work(request, membership)
 
 
-@login_required
-@require_POST
-def skip(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    membership = membership_for(request.user, slug)
-    assignment = own_assignment(request.user, membership, pk)
+@lease_post
+def skip(request: HttpRequest, membership: Membership, assignment: Assignment) -> HttpResponse:
     form = SkipForm(request.POST)
     if not form.is_valid():
         return notice(request, membership, errors={"reason": "pick a reason"}, status=422)
@@ -70,15 +89,9 @@ def skip(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     return render_work(request, membership)
 
 
-@login_required
-@require_POST
-def heartbeat(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    membership = membership_for(request.user, slug)
-    assignment = own_assignment(request.user, membership, pk)
-    try:
-        assignments.heartbeat(assignment=assignment, user=request.user)
-    except assignments.LeaseLost as error:
-        return notice(request, membership, lease_lost=True, item_open=error.item_open, status=409)
+@lease_post
+def heartbeat(request: HttpRequest, membership: Membership, assignment: Assignment) -> HttpResponse:
+    assignments.heartbeat(assignment=assignment, user=request.user)
     return HttpResponse(status=204)
 
 
