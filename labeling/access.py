@@ -6,21 +6,33 @@ Outsiders get a 404 (a project's existence is not disclosed); members with the w
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import Http404
 
 from labeling.models import Assignment, Membership
 
+Row = TypeVar("Row")
+
+
+def one_or_none(rows: QuerySet[Any, Row]) -> Row | None:
+    """The row that a lookup by a unique key matches, or None.
+
+    `.first()` without its ORDER BY (by pk, or the model's default ordering): one row needs no
+    order, and compiling one costs a good part of a short query's time in Python.
+    """
+    unordered = rows.order_by() if rows.ordered else rows
+    return next(iter(unordered[:1]), None)
+
 
 def membership_for(user: Any, slug: str, roles: Iterable[str] | None = None) -> Membership:
     """The user's membership in the project `slug`, with the project and guideline rows loaded."""
-    membership = (
+    membership = one_or_none(
         Membership.objects.visible_to(user)
         .select_related("project", "project__current_guideline", "acknowledged_guideline")
         .filter(project__slug=slug)
-        .first()
     )
     if membership is None:
         raise Http404("No such project.")
@@ -31,10 +43,9 @@ def membership_for(user: Any, slug: str, roles: Iterable[str] | None = None) -> 
 
 def own_assignment(user: Any, membership: Membership, pk: int) -> Assignment:
     """A lease of this user in this project; anyone else's is a 404."""
-    assignment = (
+    assignment = one_or_none(
         Assignment.objects.filter(pk=pk, annotator=user, project_id=membership.project_id)
         .select_related("item")
-        .first()
     )
     if assignment is None:
         raise Http404("No such assignment.")

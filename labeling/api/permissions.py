@@ -10,11 +10,12 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+from django.db.models import FilteredRelation, Q
 from django.http import Http404
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.views import APIView
 
-from labeling.access import membership_for
+from labeling.access import membership_for, one_or_none
 from labeling.models import Assignment, Membership, Role
 
 MEMBERS = frozenset(Role.values)
@@ -39,14 +40,21 @@ class ProjectScoped(APIView):
 
 
 def lease_for(user: Any, pk: int) -> tuple[Assignment, Membership]:
-    """The caller's own lease and their membership in its project, in two queries.
+    """The caller's own lease and their membership in its project, in one query.
 
     Another user's lease is a 404, and so is one in a project the caller has since left.
     """
-    assignment = Assignment.objects.select_related("project").filter(pk=pk, annotator=user).first()
-    if assignment is None:
+    mine = FilteredRelation("project__memberships", condition=Q(project__memberships__user=user))
+    assignment = one_or_none(
+        Assignment.objects.filter(pk=pk, annotator=user)
+        .annotate(membership=mine)
+        .select_related(
+            "project",
+            "membership__acknowledged_guideline",  # type: ignore[misc]  # stubs miss FilteredRelation
+        )
+    )
+    membership: Membership | None = getattr(assignment, "membership", None)
+    if assignment is None or membership is None:
         raise Http404("No such assignment.")
-    membership = membership_for(user, assignment.project.slug)
-    # Same row, but the membership's copy carries the current guideline the services read.
-    assignment.project = membership.project
+    membership.project = assignment.project  # the same row: joined once, shared
     return assignment, membership

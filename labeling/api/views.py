@@ -31,11 +31,8 @@ from labeling.models import (
 )
 from labeling.services import annotations, assignments, guidelines, imports
 from labeling.services.annotations import AlreadySubmitted, InvalidAnnotation
-from labeling.services.assignments import GuidelinesNotAcknowledged, LeaseLost
+from labeling.services.assignments import SHOWN_FIELDS, GuidelinesNotAcknowledged, LeaseLost
 from labeling.services.guidelines import StaleAcknowledgement
-
-# Fields a lease shows; a fresh claim locks only the item's pk and project.
-LEASE_ITEM_FIELDS = ["external_id", "messages", "draft_response"]
 
 LEASE_LOST = OpenApiResponse(
     s.LeaseLostSerializer, description="The lease lapsed and was reclaimed, or was submitted."
@@ -56,30 +53,36 @@ class ApiView(APIView):
 
 
 def shown_lease(assignment: Assignment, project: Project) -> s.Lease:
-    """What the annotator sees for a lease, in at most two queries."""
+    """What the annotator sees for a lease: one query for a pairwise item's responses.
+
+    Both ways to a lease load the shown fields (a renewal the whole item, a fresh claim
+    `SHOWN_FIELDS`); the refresh is for a caller that did not.
+    """
     item = assignment.item
-    if item.get_deferred_fields():
-        # Load the shown fields in one query; touching each deferred field costs one apiece.
-        item.refresh_from_db(fields=LEASE_ITEM_FIELDS)
+    if not item.get_deferred_fields().isdisjoint(SHOWN_FIELDS):
+        # One query for all of them; touching each deferred field would cost one apiece.
+        item.refresh_from_db(fields=SHOWN_FIELDS)
     # Ordered by position alone: the model's default ordering ("item", ...) adds a join.
-    responses = list(item.responses.order_by("position")) if project.is_pairwise else []
+    texts = item.responses.order_by("position").values_list("text", flat=True)
+    responses = list(texts) if project.is_pairwise else []
     if assignment.swapped:
         responses.reverse()
-    shown = [s.ShownResponse(side, r.text) for side, r in zip(s.SIDES, responses, strict=False)]
+    shown = [s.ShownResponse(side, text) for side, text in zip(s.SIDES, responses, strict=False)]
     return s.Lease(assignment.pk, assignment.expires_at, item, shown)
 
 
-def next_lease(membership: Membership) -> s.Lease | None:
-    """The lease to show after a submit or skip.
+def next_lease(membership: Membership) -> dict[str, Any] | None:
+    """The lease to show after a submit or skip, rendered.
 
     None when the queue is empty for the caller, and also when a new guideline version awaits
     acknowledgement: the client's next claim then answers 409 with that version.
     """
     try:
-        assignment = assignments.claim_next(membership=membership)
+        # The caller's lease was just closed, so there is none to look for first.
+        assignment = assignments.claim_next(membership=membership, renew=False)
     except GuidelinesNotAcknowledged:
         return None
-    return None if assignment is None else shown_lease(assignment, membership.project)
+    return None if assignment is None else s.lease_data(shown_lease(assignment, membership.project))
 
 
 class ProjectQueryset(generics.GenericAPIView[Project]):
@@ -224,7 +227,7 @@ class Claim(ProjectScoped, ApiView):
             return Response(body, status=status.HTTP_409_CONFLICT)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(s.LeaseSerializer(shown_lease(assignment, membership.project)).data)
+        return Response(s.lease_data(shown_lease(assignment, membership.project)))
 
 
 class Heartbeat(ApiView):
@@ -257,11 +260,12 @@ class Submit(ApiView):
             user=request.user,
             data=data,
             resubmit=wants_resubmit(request, data),
+            membership=membership,
         )
         annotation = with_known_relations(result.annotation, request.user, membership)
-        body = s.SubmitResultSerializer({"annotation": annotation, "next": next_lease(membership)})
+        body = {"annotation": s.annotation_data(annotation), "next": next_lease(membership)}
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
-        return Response(body.data, status=code)
+        return Response(body, status=code)
 
 
 def submission(request: Request) -> Mapping[str, Any]:
@@ -294,7 +298,7 @@ class Skip(ApiView):
         fields = s.SkipSerializer(data=request.data)
         fields.is_valid(raise_exception=True)
         assignments.skip(assignment=assignment, user=request.user, **fields.validated_data)
-        return Response(s.NextLeaseSerializer({"next": next_lease(membership)}).data)
+        return Response({"next": next_lease(membership)})
 
 
 class AnnotationList(ProjectScoped, generics.ListAPIView[Annotation]):

@@ -15,8 +15,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from labeling.access import one_or_none
 from labeling.models import Annotation, Assignment, Membership, Project
-from labeling.services.assignments import QueueError, LeaseLost, item_is_open, reacquire
+from labeling.services.assignments import LeaseLost, QueueError, item_is_open, reacquire
 
 SIDES = ("left", "right", "tie", "both_bad")
 STRENGTHS = {1: "slightly better", 2: "clearly better", 3: "much better"}
@@ -44,16 +45,22 @@ class SubmitResult:
 
 
 def submit(
-    *, assignment: Assignment, user: Any, data: Mapping[str, Any], resubmit: bool = False
+    *,
+    assignment: Assignment,
+    user: Any,
+    data: Mapping[str, Any],
+    resubmit: bool = False,
+    membership: Membership | None = None,
 ) -> SubmitResult:
     """Store the annotation for a lease. Idempotent by the client id: a repeat returns the first.
 
     With `resubmit`, a lapsed lease is taken back when its item still has a free slot, so
-    nothing the annotator typed is lost.
+    nothing the annotator typed is lost. A caller holding the user's `membership` passes it:
+    its acknowledged guideline is recorded without reading the row again.
     """
     fields = clean(assignment.project, data, swapped=assignment.swapped)
     try:
-        return _submit(assignment, user, fields, resubmit=resubmit)
+        return _submit(assignment, user, fields, resubmit=resubmit, membership=membership)
     except IntegrityError:
         # Two submits with the same client id raced; the loser answers with the winner's row.
         existing = Annotation.objects.filter(annotator=user, client_id=fields["client_id"]).first()
@@ -64,7 +71,12 @@ def submit(
 
 @transaction.atomic
 def _submit(
-    assignment: Assignment, user: Any, fields: dict[str, Any], *, resubmit: bool
+    assignment: Assignment,
+    user: Any,
+    fields: dict[str, Any],
+    *,
+    resubmit: bool,
+    membership: Membership | None,
 ) -> SubmitResult:
     existing = _earlier_submit(assignment, user, fields["client_id"])
     if existing is not None:
@@ -75,30 +87,40 @@ def _submit(
         if existing is not None:
             return SubmitResult(existing, created=False)
         _raise_lost(assignment)
-    guideline_id = (
-        Membership.objects.filter(project_id=assignment.project_id, user=user)
-        .values_list("acknowledged_guideline_id", flat=True)
-        .first()
-    )
     annotation = Annotation.objects.create(
         assignment=assignment,
         project_id=assignment.project_id,
         item_id=assignment.item_id,
         annotator=user,
-        guideline_id=guideline_id,
+        guideline_id=_acknowledged(assignment, user, membership),
         **fields,
     )
     return SubmitResult(annotation, created=True)
 
 
+def _acknowledged(assignment: Assignment, user: Any, membership: Membership | None) -> int | None:
+    """The guideline version the annotator works under: the one they last acknowledged."""
+    if membership is not None:
+        return membership.acknowledged_guideline_id
+    return (
+        Membership.objects.filter(project_id=assignment.project_id, user=user)
+        .values_list("acknowledged_guideline_id", flat=True)
+        .first()
+    )
+
+
 def _earlier_submit(assignment: Assignment, user: Any, client_id: uuid.UUID) -> Annotation | None:
     """The annotation an earlier submit with this client id made, if any."""
-    existing = Annotation.objects.filter(annotator=user, client_id=client_id).first()
-    if existing is not None and existing.assignment_id != assignment.pk:
+    earlier = Annotation.objects.filter(annotator=user, client_id=client_id)
+    # Nearly always there is none: ask for one column, and load the row only if there is.
+    assignment_id = one_or_none(earlier.values_list("assignment_id", flat=True))
+    if assignment_id is None:
+        return None
+    if assignment_id != assignment.pk:
         # A client id names one submit of one lease; reusing it elsewhere is a client bug
         # that must not pass for success.
         raise InvalidAnnotation({"client_id": "already used for the submit of another item"})
-    return existing
+    return earlier.get()
 
 
 def _close_lease(assignment: Assignment, user: Any, *, resubmit: bool) -> bool:

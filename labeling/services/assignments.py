@@ -17,11 +17,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from labeling.access import one_or_none
 from labeling.models import Assignment, Item, Membership
 
 logger = logging.getLogger(__name__)
 
 ACTIVE = Assignment.Status.ACTIVE
+# The item fields a lease shows. A fresh claim loads them with the locked row (one row), so
+# showing the lease costs no second query for the item.
+SHOWN_FIELDS = ("external_id", "messages", "draft_response")
 
 
 class QueueError(Exception):
@@ -42,33 +46,38 @@ class GuidelinesNotAcknowledged(QueueError):
 
 
 def current_lease(*, membership: Membership) -> Assignment | None:
-    return (
+    return one_or_none(
         Assignment.objects.filter(
             project_id=membership.project_id, annotator_id=membership.user_id, status=ACTIVE
-        )
-        .select_related("item")
-        .first()
+        ).select_related("item")
     )
 
 
-def claim_next(*, membership: Membership) -> Assignment | None:
-    """Renew the caller's live lease or lease a new item. Idempotent for reloads/double-clicks."""
+def claim_next(*, membership: Membership, renew: bool = True) -> Assignment | None:
+    """Renew the caller's live lease or lease a new item. Idempotent for reloads/double-clicks.
+
+    `renew=False` is for a caller that has just closed the annotator's lease (submit, skip):
+    it spares the lookup of a live lease, which then is rarely there. One made meanwhile (in
+    another tab) still surfaces, through the one-live-lease constraint, and is renewed.
+    """
     try:
-        return _claim(membership)
+        return _claim(membership, look_first=renew)
     except IntegrityError:
         # A concurrent claim by the same annotator won the one-live-lease constraint: theirs
-        # is ours, so answer with it.
-        return current_lease(membership=membership)
+        # is ours, so answer with it (renewed, when this claim had not looked for it).
+        return current_lease(membership=membership) if renew else claim_next(membership=membership)
 
 
 @transaction.atomic
-def _claim(membership: Membership) -> Assignment | None:
+def _claim(membership: Membership, *, look_first: bool) -> Assignment | None:
     project = membership.project
     until = timezone.now() + project.lease_duration
-    held = current_lease(membership=membership)
-    if held and Assignment.objects.filter(pk=held.pk, status=ACTIVE).update(expires_at=until):
-        held.expires_at = until
-        return held
+    # A held lease wins over the acknowledgement gate, so look for it whenever the gate is shut.
+    if look_first or membership.needs_acknowledgement:
+        held = current_lease(membership=membership)
+        if held and Assignment.objects.filter(pk=held.pk, status=ACTIVE).update(expires_at=until):
+            held.expires_at = until
+            return held
     if membership.needs_acknowledgement:
         raise GuidelinesNotAcknowledged
     item = _lock_next_item(membership)
@@ -94,7 +103,7 @@ def _lock_next_item(membership: Membership) -> Item | None:
         Item.objects.claimable_by(membership.user_id, project=membership.project)
         .order_by("-priority", "pk")
         .select_for_update(skip_locked=True, no_key=True, of=("self",))
-        .only("pk", "project_id")
+        .only("pk", "project_id", *SHOWN_FIELDS)
         .first()
     )
 

@@ -664,10 +664,11 @@ def test_submit_query_count(pairwise_project, annotator, api, django_assert_max_
 
 
 # Measured on SQLite and PostgreSQL. Claim: auth 2, membership 1, savepoint 2 (tests only; a
-# transaction in production), lease 4, shown item 2. Submit: auth 2, lease and membership 2,
-# the service's compare-and-set 4 + savepoint 2, then a claim as above minus the membership.
-CLAIM_QUERIES = 11
-SUBMIT_QUERIES = 18
+# transaction in production), lease 4 (the item's shown fields come with its lock), responses 1.
+# Submit: auth 2, lease with membership 1, the service's compare-and-set 3 + savepoint 2, then
+# the next lease: 3 + savepoint 2 (no lookup of a live lease, just closed), responses 1.
+CLAIM_QUERIES = 10
+SUBMIT_QUERIES = 14
 
 
 # --- authentication and the schema -----------------------------------------------------------

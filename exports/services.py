@@ -1,0 +1,187 @@
+"""Running an export: one consistent read, streamed through the pipeline into atomic files.
+
+`run_export` reads the project inside one snapshot (REPEATABLE READ on PostgreSQL, a deferred
+read transaction on SQLite), so rows, counts and hashes all describe the same moment even while
+annotators keep submitting. It writes the data files first (each atomically), then the manifest
+and the dataset card, and records the run in an `Export` row created before the read and
+finished after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.utils import timezone
+
+import annotate
+from exports import reading
+from exports.card import Outcome, card, manifest
+from exports.errors import InvalidOptions, NoRows
+from exports.models import Export
+from exports.options import RAW, ExportOptions, ExportSpec, ProjectFacts, resolve
+from exports.pipeline import Pipeline, Stats
+from exports.reading import Progress
+from exports.rows import ItemRecord
+from exports.writing import OutputPlan, Sinks, plan_output, write_atomic
+from labeling.models import Project
+
+Emit = Callable[[bytes], Any]
+
+
+@dataclass(frozen=True)
+class _Job:
+    export: Export
+    project: Project
+    facts: ProjectFacts
+    spec: ExportSpec
+    plan: OutputPlan
+
+
+def run_export(
+    *,
+    project: Project,
+    options: ExportOptions,
+    output: str,
+    force: bool = False,
+    created_by: Any = None,
+    emit: Emit | None = None,
+    progress: Progress | None = None,
+    chunk_size: int = reading.CHUNK_SIZE,
+) -> Export:
+    """Write an export to `output` ("-": to `emit`) and record it; ExportError if it cannot.
+    Each call makes an Export row; unchanged data gives byte-identical data files and card."""
+    facts = project_facts(project)
+    spec = resolve(options, facts, annotator_ids(options.exclude_annotators))
+    plan = plan_output(output, spec.splitter.names, force=force)
+    export = Export.objects.create(
+        project=project,
+        format=spec.format,
+        style="" if spec.format == RAW else spec.style,
+        policy=spec.describe(),
+        path=output if plan.streams else str(Path(output).resolve()),
+        created_by=created_by,
+    )
+    try:
+        _write(_Job(export, project, facts, spec, plan), emit, progress, chunk_size)
+    except BaseException as error:
+        dropped = error.dropped if isinstance(error, NoRows) else {}
+        _finish(export, Export.Status.FAILED, error=str(error) or repr(error), dropped=dropped)
+        raise
+    return Export.objects.get(pk=export.pk)
+
+
+def _write(job: _Job, emit: Emit | None, progress: Progress | None, chunk_size: int) -> None:
+    pipeline = Pipeline(job.spec)
+    with Sinks(job.plan, emit) as sinks:
+        with read_snapshot():
+            for item in _reported(job, progress, chunk_size):
+                for split, line in pipeline.lines(item):
+                    sinks.write(split, line)
+        if not sinks.rows:
+            raise NoRows(pipeline.stats.dropped.as_dict())
+        sinks.commit()
+    outcome = Outcome(sinks.counts(), sinks.file_names, sinks.files(), sinks.first_line())
+    _write_beside(job, pipeline.stats, outcome)
+    _finish(
+        job.export,
+        Export.Status.SUCCEEDED,
+        counts=outcome.counts,
+        files=outcome.files,
+        dropped=pipeline.stats.dropped.as_dict(),
+    )
+
+
+def _reported(job: _Job, progress: Progress | None, chunk_size: int) -> Iterator[ItemRecord]:
+    raw = job.spec.format == RAW
+    items = reading.read_items(job.project, raw=raw, chunk_size=chunk_size)
+    if progress is None:
+        yield from items
+        return
+    total, done = reading.count_annotations(job.project), 0
+    for item in items:
+        yield item
+        done += len(item.annotations)
+        progress(done, total)
+
+
+def _write_beside(job: _Job, stats: Stats, outcome: Outcome) -> None:
+    """The manifest and the dataset card; none for a stream (the Export row has the counts)."""
+    volatile = {
+        "export_id": job.export.pk,
+        "created_at": job.export.created_at.isoformat(),
+        "tool": {"name": "annotate", "version": annotate.__version__},
+    }
+    plan = job.plan
+    if plan.card is not None:
+        write_atomic(plan.card, card(job.spec, job.facts, job.project.name, stats, outcome))
+    if plan.manifest is not None:
+        # Last: a manifest whose hashes match the files says the export is complete.
+        write_atomic(plan.manifest, manifest(job.spec, job.facts, stats, outcome, volatile))
+
+
+def _finish(export: Export, status: str, **fields: Any) -> None:
+    """RUNNING -> done, once: the conditional UPDATE is what makes a finished export final."""
+    Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).update(
+        status=status, finished_at=timezone.now(), **fields
+    )
+
+
+@contextmanager
+def read_snapshot() -> Iterator[None]:
+    """One consistent view of the database for everything read inside.
+
+    Inside a caller's transaction (tests, or an outer atomic block) that transaction's view is
+    used as it is: the isolation level can only be set by a transaction's first statement.
+    """
+    if connection.in_atomic_block:
+        yield
+    elif connection.vendor == "sqlite":
+        with _sqlite_deferred():
+            yield
+    else:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
+
+@contextmanager
+def _sqlite_deferred() -> Iterator[None]:
+    # The settings open SQLite transactions IMMEDIATE (the write lock, for the queue's claims).
+    # An export holding that lock for its whole read would stall every submit; a DEFERRED
+    # transaction only reads, and in WAL mode it sees one snapshot while writers go on.
+    mode = getattr(connection, "transaction_mode", None)
+    connection.transaction_mode = "DEFERRED"  # type: ignore[attr-defined]
+    try:
+        with transaction.atomic():
+            connection.transaction_mode = mode  # type: ignore[attr-defined]
+            yield
+    finally:
+        connection.transaction_mode = mode  # type: ignore[attr-defined]
+
+
+def project_facts(project: Project) -> ProjectFacts:
+    return ProjectFacts(
+        slug=project.slug,
+        kind=project.kind,
+        overlap=project.overlap,
+        rating_scale=project.rating_scale,
+        flags=tuple(project.flags),
+    )
+
+
+def annotator_ids(usernames: tuple[str, ...]) -> frozenset[int]:
+    """User ids for `--exclude-annotator` names; an unknown name is an error, not a no-op."""
+    User = get_user_model()
+    found = dict(User.objects.filter(username__in=usernames).values_list("username", "pk"))
+    unknown = sorted(set(usernames) - set(found))
+    if unknown:
+        raise InvalidOptions(f"--exclude-annotator: no user named {', '.join(unknown)}")
+    return frozenset(found.values())
