@@ -4,14 +4,14 @@ The format is described for users in docs/import-format.md. In short: JSON Lines
 line) or CSV, either of them optionally gzip-compressed; the reader is chosen by the file name
 (`.jsonl`, `.ndjson`, `.json`, `.csv`, each optionally with `.gz`) or, for other names, by the
 first byte. Every record becomes an `ItemRecord`; a record that does not fit becomes a
-`ParsedLine` with an error naming the field, so that a whole file can be checked before anything
-is written. Problems that make the rest of the file unreadable (a bad CSV header, a JSON array,
+`ParsedLine` with an error naming the field, so that every bad line of a file can be listed.
+Problems that make the rest of the file unreadable (a bad CSV header, a JSON array,
 a corrupt gzip stream) raise `UnreadableFile` instead: no line after them can be trusted.
 
-Two items are the same item when their content hashes are equal: the SHA-256 of the normalized
-conversation (Unicode NFC, whitespace runs collapsed, stripped; roles kept) and the normalized
-response texts, sorted, so the same pair in swapped order is the same item. Ids, model names,
-metadata and an SFT draft are not part of the content.
+Two items are the same item when their content hashes are equal: the SHA-256 of the canonical
+JSON of the normalized conversation (Unicode NFC, whitespace runs collapsed, stripped; roles
+kept) and the normalized response texts, sorted, so the same pair in swapped order is the same
+item. Ids, model names, metadata and an SFT draft are not part of the content.
 """
 
 from __future__ import annotations

@@ -86,7 +86,9 @@ class Role(models.TextChoices):
 
 
 class Membership(models.Model):
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
     acknowledged_guideline = models.ForeignKey(
@@ -119,7 +121,9 @@ class Membership(models.Model):
 
 
 class GuidelineVersion(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="guidelines")
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="guidelines", db_index=False
+    )
     number = models.PositiveIntegerField()
     body = models.TextField(help_text="Markdown.")
     changelog = models.CharField(max_length=300)
@@ -182,7 +186,11 @@ class Item(models.Model):
         DUPLICATE = "duplicate"
         FILTERED = "filtered"
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    # db_index=False where a composite unique index already leads with the column: one index
+    # fewer to maintain on every insert (imports write hundreds of thousands of rows).
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
     external_id = models.CharField(max_length=200, blank=True, help_text="The import's `id`.")
     messages = models.JSONField(help_text='The conversation: [{"role", "content"}, ...].')
     prompt = models.TextField(help_text="The last user turn, for lists and search.")
@@ -227,7 +235,9 @@ class Item(models.Model):
 class Response(models.Model):
     """A candidate response to an item, in the position it was imported (A = 0, B = 1)."""
 
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="responses")
+    item = models.ForeignKey(
+        Item, on_delete=models.CASCADE, related_name="responses", db_index=False
+    )
     position = models.PositiveSmallIntegerField()
     model = models.CharField(max_length=200, blank=True)
     text = models.TextField()
@@ -252,7 +262,9 @@ class Assignment(models.Model):
         EXPIRED = "expired"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    item = models.ForeignKey(
+        Item, on_delete=models.CASCADE, related_name="assignments", db_index=False
+    )
     annotator = models.ForeignKey(User, on_delete=models.CASCADE, related_name="assignments")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     # Pairwise: True when response B is shown on the left. Chosen per lease, kept server-side.
@@ -294,8 +306,12 @@ class Annotation(models.Model):
         Assignment, on_delete=models.CASCADE, related_name="annotation"
     )
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
-    annotator = models.ForeignKey(User, on_delete=models.CASCADE, related_name="annotations")
+    item = models.ForeignKey(
+        Item, on_delete=models.CASCADE, related_name="annotations", db_index=False
+    )
+    annotator = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="annotations", db_index=False
+    )
     client_id = models.UUIDField(default=uuid.uuid4, help_text="Makes a repeated submit a no-op.")
     guideline = models.ForeignKey(
         GuidelineVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any, Self
@@ -36,6 +37,7 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.core.files import File
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
@@ -150,7 +152,7 @@ def _chunks(lines: Iterator[ParsedLine], size: int) -> Iterator[list[ParsedLine]
 
 @dataclass
 class _Seen:
-    """What one pass has seen: hashes and ids, never records, so memory stays flat."""
+    """What the import has seen: hashes and ids, never records, so memory stays flat."""
 
     project: Project
     stored: bool  # False: the project had no items, so the database need not be asked
@@ -456,11 +458,20 @@ def _store_upload(uploaded: File | IO[bytes], filename: str) -> Path:
     return path
 
 
+_HARD_LIMIT = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+
+
 def run_job(*, job_id: int) -> None:
-    """Run a queued import job. Idempotent: a job runs once, a redelivered message is a no-op."""
-    claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
-        status=ImportJob.Status.RUNNING, started_at=timezone.now()
-    )
+    """Run a queued import job. Idempotent: a job runs once, a redelivered message is a no-op.
+
+    A job still "running" past the task's hard time limit had its worker killed; its one
+    transaction was rolled back, so the redelivered message may run it again from the start.
+    """
+    now = timezone.now()
+    abandoned = Q(status=ImportJob.Status.RUNNING, started_at__lt=now - _HARD_LIMIT)
+    claimed = ImportJob.objects.filter(
+        Q(status=ImportJob.Status.QUEUED) | abandoned, pk=job_id
+    ).update(status=ImportJob.Status.RUNNING, started_at=now)
     if not claimed:
         logger.info("import.not_queued", extra={"job_id": job_id})
         return
@@ -542,15 +553,14 @@ class _JobProgress:
         self._write(self.job.processed_lines)
 
     def _write(self, lines: int) -> None:
-        if not connection.in_atomic_block:
-            ImportJob.objects.filter(pk=self.job.pk).update(processed_lines=lines)
-        elif connection.vendor == "postgresql":
-            if self.side is None:
-                self.side = connections.create_connection(DEFAULT_DB_ALIAS)
-            table = ImportJob._meta.db_table
-            sql = f"UPDATE {table} SET processed_lines = %s WHERE id = %s"  # noqa: S608 - ours
-            with self.side.cursor() as cursor:
-                cursor.execute(sql, [lines, self.job.pk])
+        if connection.vendor != "postgresql":
+            return  # SQLite: the import's transaction holds the only write lock
+        if self.side is None:
+            self.side = connections.create_connection(DEFAULT_DB_ALIAS)
+        table = ImportJob._meta.db_table
+        sql = f"UPDATE {table} SET processed_lines = %s WHERE id = %s"  # noqa: S608 - ours
+        with self.side.cursor() as cursor:
+            cursor.execute(sql, [lines, self.job.pk])
 
     def close(self) -> None:
         if self.side is not None:

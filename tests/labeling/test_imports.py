@@ -5,12 +5,15 @@ import hashlib
 import io
 import json
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from labeling import importing, tasks
 from labeling.models import ImportJob, Item, Response
@@ -927,3 +930,36 @@ def test_a_file_failing_after_inserted_batches_imports_nothing(sft_project, tmp_
 
     assert rejected.value.report.errors == [(4, "malformed CSV (unexpected end of data)")]
     assert Item.objects.count() == 0
+
+
+def test_run_job_takes_over_a_job_whose_worker_died(sft_project, queue_admin, tmp_path):
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"id": "r-1", "prompt": "Resumed?"}\n')
+    long_ago = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    job = ImportJob.objects.create(
+        project=sft_project,
+        created_by=queue_admin,
+        filename="items.jsonl",
+        path=str(path),
+        status=ImportJob.Status.RUNNING,
+        started_at=long_ago,
+    )
+    imports.run_job(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.created_items) == ("succeeded", 1)
+
+
+def test_run_job_leaves_a_recently_started_job_alone(sft_project, queue_admin, tmp_path):
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"id": "r-2", "prompt": "Running?"}\n')
+    job = ImportJob.objects.create(
+        project=sft_project,
+        created_by=queue_admin,
+        filename="items.jsonl",
+        path=str(path),
+        status=ImportJob.Status.RUNNING,
+        started_at=timezone.now(),
+    )
+    imports.run_job(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.created_items) == ("running", 0)

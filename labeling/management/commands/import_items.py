@@ -19,10 +19,10 @@ SHOWN_ERRORS = 50
 class Command(BaseCommand):
     help = (
         "Import items into a project from a JSON Lines or CSV file (optionally gzip-compressed). "
-        "The file is checked first: if any line is bad, nothing is imported unless "
-        "--skip-bad-lines is given. Items already in the project (same content hash) are "
-        "counted as duplicates and left out, so importing a file twice adds nothing. "
-        "The format is described in docs/import-format.md."
+        "If any line is bad, nothing is imported unless --skip-bad-lines is given; either way "
+        "every bad line is listed with its number and what is wrong. Items already in the "
+        "project (same content hash) are counted as duplicates and left out, so importing a "
+        "file twice adds nothing. The format is described in docs/import-format.md."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -61,7 +61,7 @@ class Command(BaseCommand):
         if not self.stderr.isatty():  # no bar in logs and pipes (nor the line count it needs)
             yield None
             return
-        with tqdm(unit=" steps", unit_scale=True, desc="import") as bar:
+        with tqdm(unit=" lines", unit_scale=True, desc="import") as bar:
 
             def update(done: int, total: int) -> None:
                 bar.total = total
