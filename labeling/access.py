@@ -44,8 +44,9 @@ def membership_for(user: Any, slug: str, roles: Iterable[str] | None = None) -> 
 def own_assignment(user: Any, membership: Membership, pk: int) -> Assignment:
     """A lease of this user in this project; anyone else's is a 404."""
     assignment = one_or_none(
-        Assignment.objects.filter(pk=pk, annotator=user, project_id=membership.project_id)
-        .select_related("item")
+        Assignment.objects.filter(
+            pk=pk, annotator=user, project_id=membership.project_id
+        ).select_related("item")
     )
     if assignment is None:
         raise Http404("No such assignment.")

@@ -146,8 +146,9 @@ def clean(project: Project, data: Mapping[str, Any], *, swapped: bool) -> dict[s
     errors: dict[str, str] = {}
     fields: dict[str, Any] = {
         "client_id": _client_id(data.get("client_id"), errors),
-        "time_spent_ms": _integer(data.get("time_spent_ms", 0), "time_spent_ms", 0, MAX_TIME_MS,
-                                  errors, default=0),
+        "time_spent_ms": _integer(
+            data.get("time_spent_ms", 0), "time_spent_ms", 0, MAX_TIME_MS, errors, default=0
+        ),
     }
     if project.is_pairwise:
         fields |= _clean_pairwise(project, data, swapped, errors)

@@ -85,9 +85,7 @@ def _claim(membership: Membership, *, look_first: bool) -> Assignment | None:
         return None
     # The row is locked (PostgreSQL) or the database is (SQLite); the condition keeps the
     # quota honest even if a future caller forgets the lock.
-    if not Item.objects.filter(pk=item.pk, open_slots__gt=0).update(
-        open_slots=F("open_slots") - 1
-    ):
+    if not Item.objects.filter(pk=item.pk, open_slots__gt=0).update(open_slots=F("open_slots") - 1):
         return None
     return Assignment.objects.create(
         project=project,
