@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
+
+from harness import ensure_database
 
 if TYPE_CHECKING:  # Django models load only after django.setup()
     from labeling.models import Project
@@ -35,7 +36,7 @@ TOPICS = ("cooking", "physics", "travel", "history", "code", "health", "law", "m
 
 def main() -> None:
     args = _arguments()
-    _ensure_database(os.environ.get("DATABASE_URL", ""))
+    ensure_database(os.environ.get("DATABASE_URL", ""))
     import django
 
     django.setup()
@@ -66,22 +67,6 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="imports, each in a new project")
     parser.add_argument("--keep", action="store_true", help="keep the projects afterwards")
     return parser.parse_args()
-
-
-def _ensure_database(url: str) -> None:
-    """Create the PostgreSQL database of DATABASE_URL if missing (SQLite needs nothing)."""
-    if not url.startswith(("postgres://", "postgresql://")):
-        return
-    import psycopg
-    from psycopg import sql
-
-    parts = urlparse(url)
-    name = parts.path.lstrip("/")
-    admin = parts._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            print(f"created database {name}")
 
 
 def _generate(path: Path, count: int, seed: int) -> int:

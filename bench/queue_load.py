@@ -39,9 +39,19 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
-from harness import BUCKET_S, ROOT, CpuMeter, Gunicorn, Http, Sample, latencies, per_bucket, tally
+from harness import (
+    BUCKET_S,
+    ROOT,
+    CpuMeter,
+    Gunicorn,
+    Http,
+    Sample,
+    ensure_database,
+    latencies,
+    per_bucket,
+    tally,
+)
 
 if TYPE_CHECKING:  # Django models load only after django.setup()
     from labeling.models import Project
@@ -76,7 +86,8 @@ WARM_UP_S = 3
 
 def main() -> None:
     args = _arguments()
-    _ensure_database(os.environ["DATABASE_URL"])
+    if not ensure_database(os.environ["DATABASE_URL"]):
+        raise SystemExit("DATABASE_URL must name a PostgreSQL database")
     import django
 
     django.setup()
@@ -126,22 +137,6 @@ def _scaled(scenario: Scenario, args: argparse.Namespace) -> Scenario:
         scenario.warmup_s,
         args.window or scenario.window_s,
     )
-
-
-def _ensure_database(url: str) -> None:
-    """Create the PostgreSQL database of DATABASE_URL if missing."""
-    if not url.startswith(("postgres://", "postgresql://")):
-        raise SystemExit("DATABASE_URL must name a PostgreSQL database")
-    import psycopg
-    from psycopg import sql
-
-    parts = urlparse(url)
-    name = parts.path.lstrip("/")
-    admin = parts._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            print(f"created database {name}")
 
 
 # --- seeding ----------------------------------------------------------------------------------

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
-from tqdm import tqdm
 
 from exports import services
 from exports.errors import ExportError
@@ -19,10 +17,10 @@ from exports.formats import STYLES
 from exports.models import Export
 from exports.options import FORMATS, ExportOptions
 from exports.policies import TIE_POLICIES
-from exports.reading import Progress
 from exports.splits import parse_split
 from exports.writing import STDOUT
 from labeling.models import Project
+from labeling.progress import progress_bar
 
 
 class Command(BaseCommand):
@@ -47,7 +45,7 @@ class Command(BaseCommand):
             raise CommandError(f'no project with the slug "{options["project"]}"')
         streaming = options["output"] == STDOUT
         try:
-            with self._progress_bar() as progress:
+            with progress_bar(self.stderr, unit=" annotations", desc="export") as progress:
                 export = services.run_export(
                     project=project,
                     options=_export_options(options),
@@ -71,19 +69,6 @@ class Command(BaseCommand):
         if buffer is not None:
             return buffer.write  # bytes as written: UTF-8 whatever the locale says
         return lambda line: self.stdout.write(line.decode(), ending="")
-
-    @contextmanager
-    def _progress_bar(self) -> Iterator[Progress | None]:
-        if not self.stderr.isatty():  # no bar in logs and pipes
-            yield None
-            return
-        with tqdm(unit=" annotations", unit_scale=True, desc="export") as bar:
-
-            def update(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            yield update
 
 
 def _output_arguments(parser: CommandParser) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
 from labeling.models import Project
+from labeling.progress import progress_bar
 from labeling.services import imports
 
 SHOWN_ERRORS = 50
@@ -44,7 +43,7 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
         try:
-            with self._progress_bar() as progress:
+            with progress_bar(self.stderr, unit=" lines", desc="import") as progress:
                 report = imports.import_path(
                     project=project,
                     path=path,
@@ -55,19 +54,6 @@ class Command(BaseCommand):
             self._list_errors(rejected.report.errors, self.stderr.write)
             raise CommandError(_rejection(path, rejected)) from None
         self._print_report(path, project, report)
-
-    @contextmanager
-    def _progress_bar(self) -> Iterator[imports.Progress | None]:
-        if not self.stderr.isatty():  # no bar in logs and pipes (nor the line count it needs)
-            yield None
-            return
-        with tqdm(unit=" lines", unit_scale=True, desc="import") as bar:
-
-            def update(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            yield update
 
     def _print_report(self, path: Path, project: Project, report: imports.ImportReport) -> None:
         summary = f"{report.created} created, {report.duplicates} duplicates"
