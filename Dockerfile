@@ -12,4 +12,5 @@ COPY manage.py ./
 RUN pip install --no-cache-dir . && useradd --create-home app && mkdir -p /data && chown app /data
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "annotate.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4"]
+CMD ["gunicorn", "annotate.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "2",
+     "--worker-class", "gthread", "--keep-alive", "75"]
