@@ -9,13 +9,19 @@ from django.utils import timezone
 
 from labeling.models import Annotation, Assignment, Item, Membership, Project
 
+REMAINING_CAP = 1000
+
 
 @dataclass(frozen=True)
 class AnnotatorProgress:
     done_today: int
     done_total: int
     seconds_per_item: float | None
-    remaining: int
+    remaining: int  # capped at REMAINING_CAP + 1
+
+    @property
+    def remaining_label(self) -> str:
+        return f"{REMAINING_CAP:,}+" if self.remaining > REMAINING_CAP else str(self.remaining)
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,10 @@ def annotator_progress(membership: Membership) -> AnnotatorProgress:
         today=Count("pk", filter=Q(created_at__gte=since)),
         avg_ms=Avg("time_spent_ms"),
     )
-    remaining = Item.objects.claimable_by(membership.user_id, project=membership.project).count()
+    # Counted on every item the page shows: stop at the cap instead of scanning a project of
+    # a million items (with a NOT EXISTS per row) on each submit.
+    claimable = Item.objects.claimable_by(membership.user_id, project=membership.project)
+    remaining = claimable.values("pk")[: REMAINING_CAP + 1].count()
     avg = stats["avg_ms"]
     return AnnotatorProgress(
         done_today=stats["today"],
