@@ -53,7 +53,9 @@ INSTALLED_APPS = [
     "template_partials",
     "csp",
     "labeling",
+    "curation",
     "exports",
+    "finetune",
 ]
 
 MIDDLEWARE = [
@@ -221,7 +223,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"labeling.tasks.*": {"queue": "default"}}
+CELERY_TASK_ROUTES = {
+    "labeling.tasks.*": {"queue": "default"},
+    "exports.tasks.*": {"queue": "default"},
+    "curation.tasks.*": {"queue": "cpu"},
+    "finetune.tasks.*": {"queue": "gpu"},
+}
 CELERY_TASK_SOFT_TIME_LIMIT = 3600
 CELERY_TASK_TIME_LIMIT = 3900
 CELERY_BEAT_SCHEDULE = {

@@ -12,5 +12,11 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("api/", include("labeling.api.urls")),
+    path("api/", include("curation.api.urls")),
+    path("api/", include("exports.api.urls")),
+    path("api/", include("finetune.api.urls")),
+    path("", include("curation.urls")),
+    path("", include("exports.urls")),
+    path("", include("finetune.urls")),
     path("", include("labeling.urls")),
 ]

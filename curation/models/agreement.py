@@ -1,0 +1,3 @@
+"""Agreement statistics: stored reports per project."""
+
+__all__: list[str] = []

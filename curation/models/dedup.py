@@ -1,0 +1,3 @@
+"""Deduplication: runs, stored signatures and duplicate groups."""
+
+__all__: list[str] = []

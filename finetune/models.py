@@ -1,0 +1,1 @@
+"""Finetune runs."""
