@@ -226,8 +226,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "labeling.tasks.*": {"queue": "default"},
     "exports.tasks.*": {"queue": "default"},
-    "curation.tasks.*": {"queue": "cpu"},
-    "finetune.tasks.*": {"queue": "gpu"},
+    "curation.*": {"queue": "cpu"},
+    "finetune.*": {"queue": "gpu"},
 }
 CELERY_TASK_SOFT_TIME_LIMIT = 3600
 CELERY_TASK_TIME_LIMIT = 3900
