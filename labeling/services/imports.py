@@ -466,6 +466,7 @@ def run_job(*, job_id: int) -> None:
 
     A job still "running" past the task's hard time limit had its worker killed; its one
     transaction was rolled back, so the redelivered message may run it again from the start.
+    The uploaded file is deleted when the job ends, whatever the outcome.
     """
     now = timezone.now()
     abandoned = Q(status=ImportJob.Status.RUNNING, started_at__lt=now - _HARD_LIMIT)
@@ -486,6 +487,9 @@ def run_job(*, job_id: int) -> None:
         _finish(job, ImportJob.Status.FAILED, ImportReport(), f"The import failed: {error}")
     else:
         _finish(job, ImportJob.Status.SUCCEEDED, report, _summary(report))
+    # The job has ended: its items are stored, or its bad lines listed for a fixed re-upload.
+    # Keeping the file would only fill the disk with copies of data the database holds.
+    Path(job.path).unlink(missing_ok=True)
 
 
 def _run(job: ImportJob) -> ImportReport:

@@ -729,6 +729,7 @@ def test_run_job_imports_the_file_and_records_the_outcome(pairwise_project, tmp_
     assert job.started_at is not None
     assert job.finished_at is not None
     assert job.items.count() == 2
+    assert not (tmp_path / "hh.jsonl").exists()  # the upload is deleted once the job ends
 
 
 def test_run_job_runs_a_job_once(sft_project, tmp_path):
@@ -757,6 +758,8 @@ def test_a_rejected_job_stores_the_bad_lines_and_imports_nothing(pairwise_projec
     job = queued_job(pairwise_project, write(tmp_path, "bad.jsonl", BAD_FILE))
 
     imports.run_job(job_id=job.pk)
+
+    assert not (tmp_path / "bad.jsonl").exists()
 
     job.refresh_from_db()
     assert job.status == "failed"
