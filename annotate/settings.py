@@ -197,6 +197,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        # Pairwise answers: stored (a, b: the imported order) and on screen (left, right).
+        "StoredChoiceEnum": "labeling.models.Annotation.Choice",
+        "ScreenChoiceEnum": ["left", "right", "tie", "both_bad"],
+    },
 }
 
 # Celery: Redis when REDIS_URL is set, otherwise kombu's filesystem transport under DATA_DIR
@@ -235,6 +240,14 @@ CELERY_BEAT_SCHEDULE = {
     "release-expired-leases": {
         "task": "labeling.tasks.release_expired_leases",
         "schedule": 30.0,
+    },
+    "triage-reviews": {
+        "task": "labeling.tasks.triage_reviews",
+        "schedule": 60.0,
+    },
+    "refresh-agreement": {
+        "task": "curation.agreement.tasks.enqueue_due_agreement",
+        "schedule": 60.0,
     },
 }
 

@@ -6,3 +6,10 @@ class CurationConfig(AppConfig):
 
     name = "curation"
     verbose_name = "Curation"
+
+    def ready(self) -> None:
+        # Deduplicate new items after each import. labeling must not import curation, so it
+        # sends a signal of its own and curation listens.
+        from curation.dedup.hooks import connect
+
+        connect()

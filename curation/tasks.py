@@ -2,3 +2,6 @@
 
 Celery's autodiscovery imports this module, so each area's tasks are imported here.
 """
+
+from curation.agreement.tasks import enqueue_due_agreement, refresh_agreement  # noqa: F401
+from curation.dedup.tasks import *  # noqa: F403

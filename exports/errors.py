@@ -8,7 +8,15 @@ class ExportError(Exception):
 
 
 class InvalidOptions(ExportError, ValueError):
-    """The options do not fit the project or each other."""
+    """The options do not fit the project or each other.
+
+    `fields` maps each option named in a problem (ExportOptions' names: `min_votes`, `splits`)
+    to its problems, for forms and the API to show beside the field.
+    """
+
+    def __init__(self, message: str, fields: dict[str, list[str]] | None = None) -> None:
+        self.fields = fields or {}
+        super().__init__(message)
 
 
 class OutputError(ExportError):

@@ -14,7 +14,14 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from exports.rows import AnnotationRecord, Completion, ItemRecord, Message, Preference
+from exports.rows import (
+    AnnotationRecord,
+    Completion,
+    ItemRecord,
+    Message,
+    Preference,
+    review_outcome,
+)
 
 CONVERSATIONAL = "conversational"
 STANDARD = "standard"
@@ -104,6 +111,9 @@ def raw(item: ItemRecord, annotation: AnnotationRecord, *, pairwise: bool) -> Bo
         "submitted_at": _timestamp(annotation.created_at),
         "time_spent_ms": annotation.time_spent_ms,
     }
+    outcome = review_outcome(item, annotation)
+    if outcome is not None:  # only reviewed items carry the column (issue 5)
+        row["review"] = outcome
     if pairwise:
         return row | {
             # The order the two responses were shown in, left first, in response terms.

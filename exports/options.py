@@ -8,8 +8,9 @@ rather than silently ignored: a user who typed it expected it to change somethin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -112,7 +113,7 @@ def resolve(
     """Check the options against the project and fill in the defaults."""
     problems = list(_problems(options, project))
     if problems:
-        raise InvalidOptions("; ".join(problems))
+        raise InvalidOptions("; ".join(problems), by_field(problems))
     filters = Filters(options.since, options.guideline_version, excluded_annotators)
     aggregated = options.format != RAW
     return ExportSpec(
@@ -125,6 +126,39 @@ def resolve(
         pairs=_pairs(options, project) if aggregated and project.kind == PAIRWISE_KIND else None,
         sft=_sft(options, project) if aggregated and project.kind == SFT_KIND else None,
     )
+
+
+# Command-line flags whose option has another name.
+FIELD_OF_FLAG = {"exclude_annotator": "exclude_annotators", "split": "splits"}
+FLAG = re.compile(r"^--([a-z-]+)")
+
+
+def by_field(problems: list[str]) -> dict[str, list[str]]:
+    """Problems by the option they name first (each one starts with its `--flag`)."""
+    fields: dict[str, list[str]] = {}
+    for problem in problems:
+        match = FLAG.match(problem)
+        name = match.group(1).replace("-", "_") if match else "non_field_errors"
+        fields.setdefault(FIELD_OF_FLAG.get(name, name), []).append(problem)
+    return fields
+
+
+def to_json(options: ExportOptions) -> dict[str, Any]:
+    """The options as a job stores them (JSON): what was given, nothing resolved yet."""
+    data = asdict(options)
+    data["since"] = options.since.isoformat() if options.since else None
+    return data
+
+
+def from_json(data: dict[str, Any]) -> ExportOptions:
+    """The inverse of `to_json`."""
+    values = dict(data)
+    values["since"] = datetime.fromisoformat(data["since"]) if data.get("since") else None
+    flags = data.get("blocking_flags")
+    values["blocking_flags"] = None if flags is None else tuple(flags)
+    values["exclude_annotators"] = tuple(data.get("exclude_annotators", ()))
+    values["splits"] = tuple((name, fraction) for name, fraction in data.get("splits", ()))
+    return ExportOptions(**values)
 
 
 def default_min_rating(rating_scale: int) -> int:

@@ -5,9 +5,10 @@ an export can say why it holds the rows it holds. Annotation rules count annotat
 rules count items; an annotation is counted under the first rule that drops it, in the order
 the rules are checked below. docs/exports.md lists the rules and the defaults.
 
-Reviewer decisions (issue 5) are not applied: the Review model does not exist yet. They belong
-in `preferences()` and `completions()`, before the vote and the rating, as an override read
-into `ItemRecord` by the service; nothing here pretends to read one.
+Reviewer decisions win over votes and ratings (issue 5): `preferences()` and the completion
+selectors apply the item's review (read into `ItemRecord.review`) before the vote and the
+ratings. Review rules are counted only when they leave something out, so exports of projects
+without reviews record exactly the rules they did before.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from exports.rows import AnnotationRecord, Completion, ItemRecord, Preference
+from exports.rows import (
+    ACCEPT,
+    ADJUDICATE,
+    REJECT,
+    AnnotationRecord,
+    Completion,
+    ItemRecord,
+    Preference,
+    ReviewRecord,
+)
 
 # Annotation rules
 ITEM_STATUS = "item_status"  # the item is marked duplicate or filtered
@@ -37,6 +47,11 @@ NON_DECISIVE_IN_ITEM = "non_decisive_in_item"  # --ties drop-item
 MIN_VOTES = "min_votes"  # fewer judgements than asked, ties and both_bad included
 NO_MAJORITY = "no_majority"  # as many votes for A as for B (none for either included)
 MIN_AGREEMENT = "min_agreement"
+# Review rules (issue 5): items for pairs, annotations for SFT and per-annotator pairs
+REVIEW_REJECTED = "review_rejected"  # a reviewer rejected the item, or this annotation
+REVIEW_NON_DECISIVE = "review_non_decisive"  # adjudicated as a tie or both bad: no pair
+REVIEW_OVERRULED = "review_overruled"  # a vote against the adjudicated choice (--per-annotator)
+REVIEW_REPLACED = "review_replaced"  # SFT: the reviewer's corrected response is exported instead
 
 TIES_EXCLUDE = "exclude"
 TIES_COUNT_AS_HALF = "count-as-half"
@@ -170,6 +185,8 @@ def preferences(
     if len(item.responses) != 2:
         dropped.item(MISSING_RESPONSES)
         return []
+    if item.review is not None and item.review.decision != ACCEPT:
+        return _reviewed(item, votes, item.review, policy, dropped)
     tally = Tally.of(votes)
     if policy.ties == TIES_DROP_ITEM and tally.non_decisive:
         dropped.item(NON_DECISIVE_IN_ITEM)
@@ -180,6 +197,37 @@ def preferences(
         dropped.annotation(NON_DECISIVE, tally.non_decisive)
     pair = _majority(item, votes, tally, policy, dropped)
     return [] if pair is None else [pair]
+
+
+def _reviewed(
+    item: ItemRecord,
+    votes: Sequence[AnnotationRecord],
+    review: ReviewRecord,
+    policy: PairPolicy,
+    dropped: Dropped,
+) -> list[Preference]:
+    """A rejected item gives nothing; an adjudicated choice replaces the majority."""
+    if review.decision == REJECT:
+        dropped.item(REVIEW_REJECTED)
+        return []
+    if policy.per_annotator:
+        agreeing = [vote for vote in votes if vote.choice == review.choice]
+        dropped.annotation(REVIEW_OVERRULED, len(votes) - len(agreeing))
+        return _judgements(item, agreeing, dropped)
+    if review.choice not in DECISIVE:
+        dropped.item(REVIEW_NON_DECISIVE)
+        return []
+    agreeing = [vote for vote in votes if vote.choice == review.choice]
+    # No vote for the adjudicated response: the weakest strength, "slightly better".
+    strength = _mean_strength(agreeing) if agreeing else 1.0
+    meta = {
+        "item": item.id,
+        "votes": Tally.of(votes).as_meta(),
+        "chosen": review.choice,
+        "strength": strength,
+        "adjudicated": True,
+    }
+    return [_pair(item, review.choice, key=item.key, margin=strength, meta=meta)]
 
 
 def _majority(
@@ -277,16 +325,20 @@ class SftPolicy:
 def completions(
     item: ItemRecord, annotations: Sequence[AnnotationRecord], policy: SftPolicy, dropped: Dropped
 ) -> list[Completion]:
-    """Accepted responses: the best-rated one (ties: the newest), or all of them."""
+    """Accepted responses: the best-rated one (ties: reviewer-accepted, then the newest), or
+    all of them; a reviewer's rejection or corrected response decides first."""
+    review = item.review
+    if review is not None and review.decision in (REJECT, ADJUDICATE):
+        return _review_completions(item, annotations, review, dropped, key=item.key)
     accepted = []
-    for annotation in annotations:
+    for annotation in _not_rejected(annotations, dropped):
         rule = _unusable(annotation, policy) or _below(annotation, policy)
         if rule is None:
             accepted.append(annotation)
         else:
             dropped.annotation(rule)
     if accepted and not policy.all_responses:
-        best = max(accepted, key=lambda a: (a.rating or 0, a.created_at, a.id))
+        best = max(accepted, key=lambda a: (a.rating or 0, a.verdict is True, a.created_at, a.id))
         dropped.annotation(NOT_BEST, len(accepted) - 1)
         return [_completion(item, best, item.key, {"accepted": len(accepted)})]
     extra = {"accepted": len(accepted)}
@@ -296,9 +348,14 @@ def completions(
 def labeled_completions(
     item: ItemRecord, annotations: Sequence[AnnotationRecord], policy: SftPolicy, dropped: Dropped
 ) -> list[Completion]:
-    """KTO rows: every usable response, desirable when rated at least `min_rating`."""
+    """KTO rows: every usable response, desirable when rated at least `min_rating`; a reviewer's
+    rejection or corrected response decides first."""
+    review = item.review
+    if review is not None and review.decision in (REJECT, ADJUDICATE):
+        key = f"{item.key}/review"
+        return _review_completions(item, annotations, review, dropped, key=key)
     rows = []
-    for annotation in annotations:
+    for annotation in _not_rejected(annotations, dropped):
         rule = _unusable(annotation, policy)
         if rule is not None:
             dropped.annotation(rule)
@@ -337,3 +394,30 @@ def _completion(
         **extra,
     }
     return Completion(key, item.prompt, annotation.response_text, meta, desirable)
+
+
+def _not_rejected(
+    annotations: Sequence[AnnotationRecord], dropped: Dropped
+) -> list[AnnotationRecord]:
+    """Leave out the responses a reviewer rejected one by one (the item was accepted)."""
+    kept = [annotation for annotation in annotations if annotation.verdict is not False]
+    if len(kept) < len(annotations):
+        dropped.annotation(REVIEW_REJECTED, len(annotations) - len(kept))
+    return kept
+
+
+def _review_completions(
+    item: ItemRecord,
+    annotations: Sequence[AnnotationRecord],
+    review: ReviewRecord,
+    dropped: Dropped,
+    *,
+    key: str,
+) -> list[Completion]:
+    """A rejected item gives nothing; an adjudicated one its corrected response alone."""
+    if review.decision == REJECT:
+        dropped.annotation(REVIEW_REJECTED, len(annotations))
+        return []
+    dropped.annotation(REVIEW_REPLACED, len(annotations))
+    meta = {"item": item.id, "adjudicated": True, "reviewer": review.reviewer_id}
+    return [Completion(key, item.prompt, review.response_text, meta)]

@@ -16,9 +16,9 @@ from typing import Any
 from django.db.models import Exists, OuterRef
 
 from exports.formats import with_system
-from exports.rows import AnnotationRecord, ItemRecord
+from exports.rows import AnnotationRecord, ItemRecord, ReviewRecord
 from exports.splits import prompt_group
-from labeling.models import Annotation, Item, Project, Response
+from labeling.models import Annotation, Item, Project, Response, Review
 
 CHUNK_SIZE = 2000
 # AnnotationRecord field -> the lookup it is read from. Aggregation reads only what it uses:
@@ -28,6 +28,7 @@ BASE_FIELDS = {
     "annotator_id": "annotator_id",
     "guideline_version": "guideline__number",
     "created_at": "created_at",
+    "verdict": "verdict__accepted",  # a review's verdict (reviewer decisions win, issue 5)
 }
 PAIRWISE_FIELDS = BASE_FIELDS | {"choice": "choice", "strength": "strength"}
 SFT_FIELDS = BASE_FIELDS | {"response_text": "response_text", "rating": "rating", "flags": "flags"}
@@ -45,6 +46,7 @@ RAW_FIELDS = BASE_FIELDS | {
     "flags": "flags",
     "notes": "notes",
 }
+REVIEW_FIELDS = ("decision", "choice", "response_text", "reviewer_id", "created_at", "comment")
 Progress = Callable[[int, int], None]  # (annotations read, annotations in all)
 
 
@@ -75,7 +77,13 @@ def read_items(
         .values("item_id", *fields.values())
         .iterator(chunk_size=chunk_size)
     )
-    return merge(items, responses, annotations, fields)
+    reviews = (
+        Review.objects.filter(project=project)
+        .order_by("item_id")
+        .values_list("item_id", *REVIEW_FIELDS)
+        .iterator(chunk_size=chunk_size)
+    )
+    return merge(items, responses, annotations, fields, reviews=reviews)
 
 
 def merge(
@@ -83,10 +91,13 @@ def merge(
     responses: Iterable[tuple[int, str]],
     annotations: Iterable[Mapping[str, Any]],
     fields: Mapping[str, str] = RAW_FIELDS,
+    *,
+    reviews: Iterable[tuple[Any, ...]] = (),
 ) -> Iterator[ItemRecord]:
-    """Join three streams sorted by item id; items without annotations are skipped."""
+    """Join the streams sorted by item id; items without annotations are skipped."""
     texts_of = _Groups(responses, itemgetter(0))
     annotations_of = _Groups(annotations, itemgetter("item_id"))
+    reviews_of = _Groups(reviews, itemgetter(0))
     for pk, external_id, messages, metadata, status in items:
         votes = annotations_of.take(pk)
         if not votes:
@@ -99,6 +110,7 @@ def merge(
             status=status,
             responses=tuple(text for _, text in texts_of.take(pk)),
             annotations=tuple(_annotation(vote, fields) for vote in votes),
+            review=_review(reviews_of.take(pk)),
         )
 
 
@@ -109,6 +121,11 @@ def _annotation(row: Mapping[str, Any], fields: Mapping[str, str]) -> Annotation
     if "criteria" in values:
         values["criteria"] = values["criteria"] or {}
     return AnnotationRecord(**values)
+
+
+def _review(rows: list[tuple[Any, ...]]) -> ReviewRecord | None:
+    # One review per item (a unique key), so a group holds at most one row.
+    return ReviewRecord(*rows[0][1:]) if rows else None
 
 
 class _Groups:

@@ -11,6 +11,10 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 ACTIVE = "active"  # Item.Status.ACTIVE, repeated so that this module needs no Django
+# Review.Decision, repeated for the same reason.
+ACCEPT = "accept"
+REJECT = "reject"
+ADJUDICATE = "adjudicate"
 
 
 class Message(TypedDict):
@@ -38,6 +42,20 @@ class AnnotationRecord:
     rating: int | None = None
     flags: tuple[str, ...] = ()
     notes: str = ""
+    # A review's verdict on this annotation: True accepted, False rejected, None not reviewed.
+    verdict: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRecord:
+    """A reviewer's decision on an item; an adjudication carries the label that replaces votes."""
+
+    decision: str  # ACCEPT | REJECT | ADJUDICATE
+    choice: str = ""  # pairwise adjudication, in response terms
+    response_text: str = ""  # SFT adjudication: the corrected response
+    reviewer_id: int | None = None
+    created_at: datetime | None = None
+    comment: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +69,7 @@ class ItemRecord:
     status: str = ACTIVE
     responses: tuple[str, ...] = ()
     annotations: tuple[AnnotationRecord, ...] = ()
+    review: ReviewRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +93,20 @@ class Completion:
     text: str
     meta: dict[str, Any]
     desirable: bool = True
+
+
+def review_outcome(item: ItemRecord, annotation: AnnotationRecord) -> dict[str, Any] | None:
+    """The raw export's `review` column: the item's review and its verdict on this annotation;
+    None for an item nobody reviewed."""
+    review = item.review
+    if review is None:
+        return None
+    return {
+        "decision": review.decision,
+        "accepted": annotation.verdict,
+        "choice": review.choice or None,
+        "response": review.response_text or None,
+        "reviewer": review.reviewer_id,
+        "comment": review.comment,
+        "reviewed_at": None if review.created_at is None else review.created_at.isoformat(),
+    }

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 import annotate
@@ -35,7 +36,7 @@ Emit = Callable[[bytes], Any]
 
 
 @dataclass(frozen=True)
-class _Job:
+class Job:
     export: Export
     project: Project
     facts: ProjectFacts
@@ -56,33 +57,62 @@ def run_export(
 ) -> Export:
     """Write an export to `output` ("-": to `emit`) and record it; ExportError if it cannot.
     Each call makes an Export row; unchanged data gives byte-identical data files and card."""
-    facts = project_facts(project)
-    spec = resolve(options, facts, annotator_ids(options.exclude_annotators))
+    facts, spec = prepare(project, options)
     plan = plan_output(output, spec.splitter.names, force=force)
     export = Export.objects.create(
         project=project,
         format=spec.format,
-        style="" if spec.format == RAW else spec.style,
+        style=style_of(spec),
         policy=spec.describe(),
         path=output if plan.streams else str(Path(output).resolve()),
         created_by=created_by,
     )
-    try:
-        _write(_Job(export, project, facts, spec, plan), emit, progress, chunk_size)
-    except BaseException as error:
-        dropped = error.dropped if isinstance(error, NoRows) else {}
-        _finish(export, Export.Status.FAILED, error=str(error) or repr(error), dropped=dropped)
-        raise
+    execute(Job(export, project, facts, spec, plan), emit, progress, chunk_size)
     return Export.objects.get(pk=export.pk)
 
 
-def _write(job: _Job, emit: Emit | None, progress: Progress | None, chunk_size: int) -> None:
+def prepare(project: Project, options: ExportOptions) -> tuple[ProjectFacts, ExportSpec]:
+    """The project's facts and the resolved spec; InvalidOptions when the options do not fit."""
+    facts = project_facts(project)
+    return facts, resolve(options, facts, annotator_ids(options.exclude_annotators))
+
+
+def style_of(spec: ExportSpec) -> str:
+    return "" if spec.format == RAW else spec.style
+
+
+def execute(
+    job: Job, emit: Emit | None, progress: Progress | None, chunk_size: int = reading.CHUNK_SIZE
+) -> None:
+    """Write a RUNNING export and finish it, as succeeded or (re-raising) failed."""
+    try:
+        _write(job, emit, progress, chunk_size)
+    except BaseException as error:
+        fail(job.export, error)
+        raise
+
+
+def fail(export: Export, error: BaseException) -> None:
+    """Record a running export as failed, with why; a no-op on a finished one."""
+    dropped = error.dropped if isinstance(error, NoRows) else {}
+    _finish(export, Export.Status.FAILED, error=str(error) or repr(error), dropped=dropped)
+
+
+def stream(
+    project: Project, pipeline: Pipeline, progress: Progress | None, chunk_size: int
+) -> Iterator[tuple[str, bytes]]:
+    """(split, line) of every row, read inside the caller's snapshot; the preview uses it too,
+    so the counts it shows are the export's own."""
+    for item in _reported(project, pipeline.spec, progress, chunk_size):
+        yield from pipeline.lines(item)
+
+
+def _write(job: Job, emit: Emit | None, progress: Progress | None, chunk_size: int) -> None:
     pipeline = Pipeline(job.spec)
     with Sinks(job.plan, emit) as sinks:
         with read_snapshot():
-            for item in _reported(job, progress, chunk_size):
-                for split, line in pipeline.lines(item):
-                    sinks.write(split, line)
+            for split, line in stream(job.project, pipeline, progress, chunk_size):
+                sinks.write(split, line)
         if not sinks.rows:
             raise NoRows(pipeline.stats.dropped.as_dict())
         sinks.commit()
@@ -97,20 +127,21 @@ def _write(job: _Job, emit: Emit | None, progress: Progress | None, chunk_size: 
     )
 
 
-def _reported(job: _Job, progress: Progress | None, chunk_size: int) -> Iterator[ItemRecord]:
-    raw = job.spec.format == RAW
-    items = reading.read_items(job.project, raw=raw, chunk_size=chunk_size)
+def _reported(
+    project: Project, spec: ExportSpec, progress: Progress | None, chunk_size: int
+) -> Iterator[ItemRecord]:
+    items = reading.read_items(project, raw=spec.format == RAW, chunk_size=chunk_size)
     if progress is None:
         yield from items
         return
-    total, done = reading.count_annotations(job.project), 0
+    total, done = reading.count_annotations(project), 0
     for item in items:
         yield item
         done += len(item.annotations)
         progress(done, total)
 
 
-def _write_beside(job: _Job, stats: Stats, outcome: Outcome) -> None:
+def _write_beside(job: Job, stats: Stats, outcome: Outcome) -> None:
     """The manifest and the dataset card; none for a stream (the Export row has the counts)."""
     volatile = {
         "export_id": job.export.pk,
@@ -126,7 +157,10 @@ def _write_beside(job: _Job, stats: Stats, outcome: Outcome) -> None:
 
 
 def _finish(export: Export, status: str, **fields: Any) -> None:
-    """RUNNING -> done, once: the conditional UPDATE is what makes a finished export final."""
+    """RUNNING -> done, once: the conditional UPDATE is what makes a finished export final.
+    A job's progress ends complete when it succeeded."""
+    if status == Export.Status.SUCCEEDED:
+        fields["processed_annotations"] = F("total_annotations")
     Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING).update(
         status=status, finished_at=timezone.now(), **fields
     )
@@ -183,5 +217,6 @@ def annotator_ids(usernames: tuple[str, ...]) -> frozenset[int]:
     found = dict(User.objects.filter(username__in=usernames).values_list("username", "pk"))
     unknown = sorted(set(usernames) - set(found))
     if unknown:
-        raise InvalidOptions(f"--exclude-annotator: no user named {', '.join(unknown)}")
+        message = f"--exclude-annotator: no user named {', '.join(unknown)}"
+        raise InvalidOptions(message, {"exclude_annotators": [message]})
     return frozenset(found.values())

@@ -1,6 +1,14 @@
 """HTML pages of the finetune app."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from finetune import views
 
 app_name = "finetune"
-urlpatterns: list = []
+urlpatterns = [
+    path("p/<slug:slug>/finetune/", views.runs, name="runs"),
+    path("p/<slug:slug>/finetune/new/", views.launch, name="launch"),
+    path("p/<slug:slug>/finetune/estimate/", views.estimate, name="estimate"),
+    path("p/<slug:slug>/finetune/<int:pk>/", views.run, name="run"),
+    path("p/<slug:slug>/finetune/<int:pk>/cancel/", views.cancel, name="cancel"),
+]

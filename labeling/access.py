@@ -12,7 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
-from labeling.models import Assignment, Membership
+from labeling.models import Assignment, Membership, ReviewTask
 
 Row = TypeVar("Row")
 
@@ -52,3 +52,16 @@ def own_assignment(user: Any, membership: Membership, pk: int) -> Assignment:
         raise Http404("No such assignment.")
     assignment.project = membership.project
     return assignment
+
+
+def own_review_task(membership: Membership, pk: int) -> ReviewTask:
+    """A review task this member holds (or held) in this project; anyone else's is a 404."""
+    task = one_or_none(
+        ReviewTask.objects.filter(
+            pk=pk, project_id=membership.project_id, reviewer_id=membership.user_id
+        ).select_related("item")
+    )
+    if task is None:
+        raise Http404("No such review.")
+    task.project = membership.project
+    return task

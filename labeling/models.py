@@ -48,6 +48,32 @@ class Project(models.Model):
     randomize_order = models.BooleanField(
         default=True, help_text="Pairwise: show the two responses in random order per lease."
     )
+    # Quality control (docs/review.md): which finished items a reviewer looks at, and gold.
+    review_min_agreement = models.FloatField(
+        default=0.6,
+        help_text="Pairwise: items whose most common answer has a smaller share go to review.",
+    )
+    review_max_rating = models.PositiveSmallIntegerField(
+        default=2, help_text="SFT: a response rated at or below this goes to review (0: none)."
+    )
+    review_sample_percent = models.PositiveSmallIntegerField(
+        default=0, help_text="Percent of the other finished items sampled for review."
+    )
+    quality_seed = models.PositiveIntegerField(
+        default=0, help_text="Seeds the review sample, so the same items are sampled."
+    )
+    gold_percent = models.PositiveSmallIntegerField(
+        default=0, help_text="Percent of claims that serve a gold item, when one is left."
+    )
+    gold_min_answers = models.PositiveSmallIntegerField(
+        default=5, help_text="Gold answers needed before accuracy can pause an annotator."
+    )
+    gold_min_accuracy = models.FloatField(
+        default=0.7, help_text="Annotators below this gold accuracy are paused."
+    )
+    # Review triage has looked at every item annotated up to this annotation id (0: none yet);
+    # the periodic triage starts after it (labeling.services.reviews.triage_recent).
+    review_triaged_through = models.PositiveBigIntegerField(default=0, editable=False)
     current_guideline = models.ForeignKey(
         "GuidelineVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -64,6 +90,12 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(rating_scale__gte=2, rating_scale__lte=10),
                 name="project_rating_scale_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(review_min_agreement__gte=0, review_min_agreement__lte=1)
+                & Q(gold_min_accuracy__gte=0, gold_min_accuracy__lte=1)
+                & Q(review_sample_percent__lte=100, gold_percent__lte=100),
+                name="project_quality_ranges",
             ),
         ]
 
@@ -94,6 +126,11 @@ class Membership(models.Model):
     acknowledged_guideline = models.ForeignKey(
         "GuidelineVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Set when gold accuracy fell below the project's threshold: claims are refused until an
+    # admin resumes; gold answers before `gold_counted_since` no longer count after a resume.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_reason = models.CharField(max_length=300, blank=True)
+    gold_counted_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects: ClassVar[MembershipQuerySet] = MembershipQuerySet.as_manager()  # type: ignore[assignment]
@@ -185,6 +222,8 @@ class Item(models.Model):
         ACTIVE = "active"
         DUPLICATE = "duplicate"
         FILTERED = "filtered"
+        # A honeypot with a GoldLabel: served by the gold draw of a claim, never exported.
+        GOLD = "gold"
 
     # db_index=False where a composite unique index already leads with the column: one index
     # fewer to maintain on every insert (imports write hundreds of thousands of rows).
@@ -269,6 +308,8 @@ class Assignment(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     # Pairwise: True when response B is shown on the left. Chosen per lease, kept server-side.
     swapped = models.BooleanField(default=False)
+    # A gold item's lease: it took no slot, and its submit is graded against the GoldLabel.
+    gold = models.BooleanField(default=False)
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -346,3 +387,154 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"annotation {self.pk} on {self.item_id}"
+
+
+class GoldLabel(models.Model):
+    """The expected answer of a gold item: a pairwise choice, or an SFT rating range and flags."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="gold_labels")
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="gold_label")
+    choice = models.CharField(max_length=16, choices=Annotation.Choice.choices, blank=True)
+    min_rating = models.PositiveSmallIntegerField(null=True, blank=True)
+    max_rating = models.PositiveSmallIntegerField(null=True, blank=True)
+    flags = models.JSONField(default=list, blank=True, help_text="Flags a correct answer sets.")
+    explanation = models.TextField(blank=True, help_text="Markdown: the guideline excerpt.")
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(min_rating__isnull=True)
+                | Q(max_rating__isnull=True)
+                | Q(min_rating__lte=models.F("max_rating")),
+                name="gold_rating_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(choice__in=["", "a", "b", "tie", "both_bad"]), name="gold_choice_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"gold label of {self.item_id}"
+
+
+class ReviewTask(models.Model):
+    """An item's place in the review queue, and the reviewer's lease on it.
+
+    Every finished item is triaged once (one row per item): `not_needed` when no rule picked
+    it, else `open` until a reviewer leases it. A lease that lapsed is claimable again; the
+    submit's compare-and-set on (reviewer, leased) tells a lapsed reviewer their lease is gone.
+    """
+
+    class Status(models.TextChoices):
+        NOT_NEEDED = "not_needed"
+        OPEN = "open"
+        LEASED = "leased"
+        DONE = "done"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_tasks")
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="review_task")
+    reasons = models.JSONField(default=list, blank=True, help_text="Rules that picked it.")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    reviewer = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="review_tasks"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "reviewer"],
+                condition=Q(status="leased"),
+                name="review_one_lease_per_reviewer",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="leased") | Q(reviewer__isnull=False, expires_at__isnull=False),
+                name="review_lease_has_holder",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["project", "id"],
+                condition=Q(status__in=["open", "leased"]),
+                name="review_task_claimable_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"review task {self.pk} ({self.status})"
+
+
+class Review(models.Model):
+    """A reviewer's decision on an item. It never changes the annotations it judges."""
+
+    class Decision(models.TextChoices):
+        ACCEPT = "accept", "Accept"
+        REJECT = "reject", "Reject"
+        ADJUDICATE = "adjudicate", "Adjudicate"
+
+    task = models.OneToOneField(ReviewTask, on_delete=models.CASCADE, related_name="review")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="reviews")
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="review")
+    reviewer = models.ForeignKey(User, on_delete=models.PROTECT, related_name="reviews")
+    client_id = models.UUIDField(default=uuid.uuid4, help_text="Makes a repeated submit a no-op.")
+    decision = models.CharField(max_length=16, choices=Decision.choices)
+    # The adjudicated label: pairwise in response terms (a = position 0), SFT a corrected text.
+    choice = models.CharField(max_length=16, choices=Annotation.Choice.choices, blank=True)
+    response_text = models.TextField(blank=True)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["reviewer", "client_id"], name="review_client_id"),
+            models.CheckConstraint(
+                condition=Q(decision__in=["accept", "reject", "adjudicate"]),
+                name="review_decision_valid",
+            ),
+            # An adjudication carries a label; accepting or rejecting carries none.
+            models.CheckConstraint(
+                condition=(Q(decision="adjudicate") & ~Q(choice="", response_text=""))
+                | (~Q(decision="adjudicate") & Q(choice="", response_text="")),
+                name="review_label_iff_adjudicated",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"review of {self.item_id}: {self.decision}"
+
+
+class AnnotationVerdict(models.Model):
+    """What a review meant for one annotation: accepted (stands) or rejected (left out)."""
+
+    review = models.ForeignKey(Review, on_delete=models.CASCADE, related_name="verdicts")
+    annotation = models.OneToOneField(Annotation, on_delete=models.CASCADE, related_name="verdict")
+    accepted = models.BooleanField()
+
+    def __str__(self) -> str:
+        return f"verdict on {self.annotation_id}: {self.accepted}"
+
+
+class GuidelineNote(models.Model):
+    """A reviewer's "guideline unclear" note on an item, for the guideline's next version."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="guideline_notes")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="guideline_notes")
+    guideline = models.ForeignKey(
+        GuidelineVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="notes"
+    )
+    author = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(text=""), name="guideline_note_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"note on {self.item_id}"

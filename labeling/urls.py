@@ -1,6 +1,6 @@
 from django.urls import path
 
-from labeling.views import guidelines, manage, queue
+from labeling.views import guidelines, manage, performance, queue, review
 
 app_name = "labeling"
 urlpatterns = [
@@ -23,4 +23,21 @@ urlpatterns = [
     path("p/<slug:slug>/guidelines/diff/", guidelines.compare, name="guidelines-diff"),
     path("p/<slug:slug>/guidelines/edit/", guidelines.edit, name="guidelines-edit"),
     path("p/<slug:slug>/guidelines/preview/", guidelines.preview, name="guidelines-preview"),
+    path("p/<slug:slug>/review/", review.queue, name="review"),
+    path("p/<slug:slug>/review/<int:pk>/submit/", review.submit, name="review-submit"),
+    path("p/<slug:slug>/review/<int:pk>/heartbeat/", review.heartbeat, name="review-heartbeat"),
+    path("p/<slug:slug>/review/<int:pk>/diff/", review.diff, name="review-diff"),
+    path("p/<slug:slug>/feedback/", review.feedback, name="feedback"),
+    path("p/<slug:slug>/quality/", review.quality_page, name="quality"),
+    path("p/<slug:slug>/quality/gold/", review.mark_gold, name="gold-mark"),
+    path("p/<slug:slug>/quality/gold/promote/", review.promote_gold, name="gold-promote"),
+    path("p/<slug:slug>/quality/resume/<int:pk>/", review.resume, name="member-resume"),
+    path("p/<slug:slug>/quality/gold/<int:pk>/demote/", review.demote_gold, name="gold-demote"),
+    path("p/<slug:slug>/performance/", performance.overview, name="performance"),
+    path(
+        "p/<slug:slug>/performance/<int:user_id>/",
+        performance.annotator,
+        name="performance-annotator",
+    ),
+    path("p/<slug:slug>/my-performance/", performance.mine, name="my-performance"),
 ]

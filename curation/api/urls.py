@@ -4,3 +4,19 @@ from django.urls import path  # noqa: F401
 
 app_name = "curation-api"
 urlpatterns: list = []
+
+from curation.agreement import api as agreement  # noqa: E402
+
+urlpatterns += [
+    path("projects/<slug:slug>/agreement/", agreement.AgreementLatest.as_view(), name="agreement"),
+    path(
+        "projects/<slug:slug>/agreement/history/",
+        agreement.AgreementHistory.as_view(),
+        name="agreement-history",
+    ),
+    path(
+        "projects/<slug:slug>/agreement/refresh/",
+        agreement.AgreementRefresh.as_view(),
+        name="agreement-refresh",
+    ),
+]

@@ -1,6 +1,16 @@
-"""API endpoints of the finetune app, mounted under /api/ in the `api` namespace's neighbour."""
+"""API endpoints of the finetune app, mounted under /api/ (namespace `finetune-api`)."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from finetune.api import views
 
 app_name = "finetune-api"
-urlpatterns: list = []
+
+runs = "projects/<slug:slug>/finetunes/"
+
+urlpatterns = [
+    path(runs, views.RunList.as_view(), name="run-list"),
+    path(f"{runs}estimate/", views.RunEstimate.as_view(), name="run-estimate"),
+    path(f"{runs}<int:pk>/", views.RunDetail.as_view(), name="run-detail"),
+    path(f"{runs}<int:pk>/cancel/", views.RunCancel.as_view(), name="run-cancel"),
+]

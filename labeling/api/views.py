@@ -8,7 +8,7 @@ in `ApiView.handle_exception`, so the views below only describe the way through.
 from collections.abc import Mapping
 from typing import Any, cast
 
-from django.db.models import F, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -20,18 +20,28 @@ from rest_framework.views import APIView
 
 from labeling.api import serializers as s
 from labeling.api.permissions import ADMINS, MEMBERS, REVIEWERS, ProjectScoped, lease_for
+from labeling.access import own_review_task
 from labeling.models import (
     Annotation,
+    AnnotationVerdict,
     Assignment,
+    GoldLabel,
     GuidelineVersion,
     ImportJob,
     Item,
     Membership,
     Project,
+    Review,
+    ReviewTask,
 )
-from labeling.services import annotations, assignments, guidelines, imports
+from labeling.services import annotations, assignments, gold, guidelines, imports, reviews
 from labeling.services.annotations import AlreadySubmitted, InvalidAnnotation
-from labeling.services.assignments import SHOWN_FIELDS, GuidelinesNotAcknowledged, LeaseLost
+from labeling.services.assignments import (
+    SHOWN_FIELDS,
+    AnnotatorPaused,
+    GuidelinesNotAcknowledged,
+    LeaseLost,
+)
 from labeling.services.guidelines import StaleAcknowledgement
 
 LEASE_LOST = OpenApiResponse(
@@ -47,8 +57,12 @@ class ApiView(APIView):
         if isinstance(exc, LeaseLost):
             body = {"detail": str(exc), "item_open": exc.item_open}
             return Response(body, status=status.HTTP_409_CONFLICT)
-        if isinstance(exc, AlreadySubmitted | StaleAcknowledgement):
+        if isinstance(exc, AlreadySubmitted | StaleAcknowledgement | reviews.ReviewLeaseLost):
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        if isinstance(exc, gold.GoldError):
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        if isinstance(exc, AnnotatorPaused):
+            return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
         return super().handle_exception(exc)
 
 
@@ -80,7 +94,7 @@ def next_lease(membership: Membership) -> dict[str, Any] | None:
     try:
         # The caller's lease was just closed, so there is none to look for first.
         assignment = assignments.claim_next(membership=membership, renew=False)
-    except GuidelinesNotAcknowledged:
+    except (GuidelinesNotAcknowledged, AnnotatorPaused):
         return None
     return None if assignment is None else s.lease_data(shown_lease(assignment, membership.project))
 
@@ -312,3 +326,138 @@ class AnnotationList(ProjectScoped, generics.ListAPIView[Annotation]):
         if self.membership.can_review:
             return rows
         return rows.filter(annotator_id=self.membership.user_id)
+
+
+# Review, gold and feedback (docs/review.md) ---------------------------------------------------
+
+
+def review_lease_data(task: ReviewTask) -> dict[str, Any]:
+    """The leased task with its item, stored responses and votes: three queries."""
+    votes = Annotation.objects.select_related("annotator", "guideline").order_by("pk")
+    task.item = Item.objects.prefetch_related("responses", Prefetch("annotations", votes)).get(
+        pk=task.item_id
+    )
+    return dict(s.ReviewLeaseSerializer(task).data)
+
+
+class ReviewList(ProjectScoped, generics.ListAPIView[Review]):
+    """The project's review decisions, newest first (reviewers and admins)."""
+
+    read_roles = REVIEWERS
+    queryset = Review.objects.none()
+    serializer_class = s.ReviewSerializer
+
+    def get_queryset(self) -> QuerySet[Review]:
+        return self.membership.project.reviews.select_related("reviewer").prefetch_related(
+            "verdicts"
+        )
+
+
+class ReviewClaim(ProjectScoped, ApiView):
+    write_roles = REVIEWERS
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: s.ReviewLeaseSerializer,
+            204: OpenApiResponse(description="Nothing left to review for you."),
+        },
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        """Lease the next item to review, or renew the one you hold (safe to repeat)."""
+        task = reviews.next_review(membership=self.membership)
+        if task is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(review_lease_data(task))
+
+
+class ReviewHeartbeat(ProjectScoped, ApiView):
+    write_roles = REVIEWERS
+
+    @extend_schema(request=None, responses={200: s.HeartbeatSerializer, 409: s.DetailSerializer})
+    def post(self, request: Request, slug: str, pk: int) -> Response:
+        """Keep your review lease alive while the item is open."""
+        task = own_review_task(self.membership, pk)
+        expires_at = reviews.heartbeat(task=task, reviewer=request.user)
+        return Response(s.HeartbeatSerializer({"expires_at": expires_at}).data)
+
+
+class ReviewSubmit(ProjectScoped, ApiView):
+    write_roles = REVIEWERS
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request=s.ReviewSubmissionSerializer,
+        responses={
+            201: s.ReviewResultSerializer,
+            200: OpenApiResponse(s.ReviewResultSerializer, description="A repeat: the first."),
+            400: s.InvalidAnnotationSerializer,
+            409: s.DetailSerializer,
+        },
+    )
+    def post(self, request: Request, slug: str, pk: int) -> Response:
+        """Store your decision. Repeats with the same client_id answer the first."""
+        task = own_review_task(self.membership, pk)
+        result = reviews.submit(task=task, reviewer=request.user, data=submission(request))
+        body = {"review": s.ReviewSerializer(result.review).data}
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return Response(body, status=code)
+
+
+class GoldList(ProjectScoped, generics.ListAPIView[GoldLabel]):
+    """Gold items and their expected labels (admins). POST marks an item gold."""
+
+    read_roles = ADMINS
+    queryset = GoldLabel.objects.none()
+    serializer_class = s.GoldLabelSerializer
+
+    def get_queryset(self) -> QuerySet[GoldLabel]:
+        labels = self.membership.project.gold_labels.select_related("item", "created_by")
+        return labels.order_by("-pk")
+
+    @extend_schema(
+        request=s.MarkGoldSerializer, responses={201: s.GoldLabelSerializer, 400: s.DetailSerializer}
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        fields = s.MarkGoldSerializer(data=request.data)
+        fields.is_valid(raise_exception=True)
+        expected = dict(fields.validated_data)
+        item = get_object_or_404(self.membership.project.items, pk=expected.pop("item"))
+        label = gold.mark_gold(item=item, created_by=request.user, **expected)
+        return Response(s.GoldLabelSerializer(label).data, status=status.HTTP_201_CREATED)
+
+
+class GoldDetail(ProjectScoped, generics.RetrieveAPIView[GoldLabel]):
+    """One gold item's label (admins); DELETE turns it back into a regular item."""
+
+    read_roles = ADMINS
+    queryset = GoldLabel.objects.none()
+    serializer_class = s.GoldLabelSerializer
+    lookup_field = "item_id"
+    lookup_url_kwarg = "item"
+
+    def get_queryset(self) -> QuerySet[GoldLabel]:
+        return self.membership.project.gold_labels.select_related("item", "created_by")
+
+    @extend_schema(responses={204: None, 404: s.DetailSerializer})
+    def delete(self, request: Request, slug: str, item: int) -> Response:
+        label = self.get_object()
+        gold.demote(item=label.item)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FeedbackList(ProjectScoped, generics.ListAPIView[AnnotationVerdict]):
+    """Reviews of your own annotations, newest first: yours only, whatever your role."""
+
+    queryset = AnnotationVerdict.objects.none()
+    serializer_class = s.FeedbackSerializer
+
+    def get_queryset(self) -> QuerySet[AnnotationVerdict]:
+        return (
+            AnnotationVerdict.objects.filter(
+                annotation__project_id=self.membership.project_id,
+                annotation__annotator_id=self.membership.user_id,
+            )
+            .select_related("annotation", "review__reviewer")
+            .order_by("-review__created_at", "-pk")
+        )

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from labeling.access import one_or_none
 from labeling.models import Annotation, Assignment, Membership, Project
+from labeling.services import gold
 from labeling.services.assignments import LeaseLost, QueueError, item_is_open, reacquire
 
 SIDES = ("left", "right", "tie", "both_bad")
@@ -95,6 +96,9 @@ def _submit(
         guideline_id=_acknowledged(assignment, user, membership),
         **fields,
     )
+    if assignment.gold:
+        # Graded at once, in this transaction, so that a pause holds from the next claim.
+        gold.record_answer(annotation=annotation)
     return SubmitResult(annotation, created=True)
 
 

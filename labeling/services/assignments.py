@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import random
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Exists, F, Model, OuterRef, QuerySet
 from django.utils import timezone
 
 from labeling.access import one_or_none
@@ -45,6 +45,17 @@ class GuidelinesNotAcknowledged(QueueError):
     """A new guideline version must be acknowledged before the next item."""
 
 
+class AnnotatorPaused(QueueError):
+    """Gold accuracy fell below the project's threshold; an admin must resume the annotator."""
+
+    def __init__(self, membership: Membership) -> None:
+        super().__init__(
+            "You are paused on this project: your accuracy on check items fell below "
+            "the project's threshold. An admin has been told and can resume you."
+        )
+        self.membership = membership
+
+
 def current_lease(*, membership: Membership) -> Assignment | None:
     return one_or_none(
         Assignment.objects.filter(
@@ -53,15 +64,18 @@ def current_lease(*, membership: Membership) -> Assignment | None:
     )
 
 
-def claim_next(*, membership: Membership, renew: bool = True) -> Assignment | None:
+def claim_next(
+    *, membership: Membership, renew: bool = True, rng: random.Random | None = None
+) -> Assignment | None:
     """Renew the caller's live lease or lease a new item. Idempotent for reloads/double-clicks.
 
     `renew=False` is for a caller that has just closed the annotator's lease (submit, skip):
     it spares the lookup of a live lease, which then is rarely there. One made meanwhile (in
     another tab) still surfaces, through the one-live-lease constraint, and is renewed.
+    `rng` draws gold vs regular (a seeded one makes the mix reproducible in tests).
     """
     try:
-        return _claim(membership, look_first=renew)
+        return _claim(membership, look_first=renew, rng=rng or _random)
     except IntegrityError:
         # A concurrent claim by the same annotator won the one-live-lease constraint: theirs
         # is ours, so answer with it (renewed, when this claim had not looked for it).
@@ -69,7 +83,7 @@ def claim_next(*, membership: Membership, renew: bool = True) -> Assignment | No
 
 
 @transaction.atomic
-def _claim(membership: Membership, *, look_first: bool) -> Assignment | None:
+def _claim(membership: Membership, *, look_first: bool, rng: random.Random) -> Assignment | None:
     project = membership.project
     until = timezone.now() + project.lease_duration
     # A held lease wins over the acknowledgement gate, so look for it whenever the gate is shut.
@@ -80,34 +94,72 @@ def _claim(membership: Membership, *, look_first: bool) -> Assignment | None:
             return held
     if membership.needs_acknowledgement:
         raise GuidelinesNotAcknowledged
-    item = _lock_next_item(membership)
+    if membership.paused_at is not None:
+        raise AnnotatorPaused(membership)
+    # Gold or regular is drawn in Python first: a claim that is not a gold draw (nearly all)
+    # runs exactly the queries it ran before gold existed.
+    item = _lock_gold_item(membership) if draws_gold(project.gold_percent, rng) else None
+    gold = item is not None
     if item is None:
-        return None
-    # The row is locked (PostgreSQL) or the database is (SQLite); the condition keeps the
-    # quota honest even if a future caller forgets the lock.
-    if not Item.objects.filter(pk=item.pk, open_slots__gt=0).update(open_slots=F("open_slots") - 1):
-        return None
+        item = _lock_next_item(membership)
+        if item is None:
+            return None
+        # The row is locked (PostgreSQL) or the database is (SQLite); the condition keeps the
+        # quota honest even if a future caller forgets the lock.
+        taken = Item.objects.filter(pk=item.pk, open_slots__gt=0)
+        if not taken.update(open_slots=F("open_slots") - 1):
+            return None
     return Assignment.objects.create(
         project=project,
         item=item,
         annotator_id=membership.user_id,
         expires_at=until,
         swapped=project.is_pairwise and project.randomize_order and _coin(),
+        gold=gold,
     )
 
 
+M = TypeVar("M", bound=Model)
+
+
+def lock_first(rows: QuerySet[M]) -> M | None:
+    """The first of `rows`, row-locked, passing over rows that concurrent claims hold.
+
+    The one claim primitive of every queue (items, gold items, review tasks): on PostgreSQL
+    FOR NO KEY UPDATE SKIP LOCKED of the table itself, so claimers never wait on each other.
+    """
+    return rows.select_for_update(skip_locked=True, no_key=True, of=("self",)).first()
+
+
 def _lock_next_item(membership: Membership) -> Item | None:
-    return (
+    return lock_first(
         Item.objects.claimable_by(membership.user_id, project=membership.project)
         .order_by("-priority", "pk")
-        .select_for_update(skip_locked=True, no_key=True, of=("self",))
         .only("pk", "project_id", *SHOWN_FIELDS)
-        .first()
+    )
+
+
+def draws_gold(percent: int, rng: random.Random) -> bool:
+    """Whether this claim serves a gold item: `percent` in 100 claims, on average."""
+    return percent > 0 and rng.random() * 100 < percent
+
+
+def _lock_gold_item(membership: Membership) -> Item | None:
+    # Gold items take no slot: every annotator answers each once, like any item they never saw.
+    seen = Assignment.objects.filter(item=OuterRef("pk"), annotator_id=membership.user_id)
+    return lock_first(
+        Item.objects.filter(project_id=membership.project_id, status=Item.Status.GOLD)
+        .filter(~Exists(seen))
+        .order_by("pk")
+        .only("pk", "project_id", *SHOWN_FIELDS)
     )
 
 
 def _coin() -> bool:
     return random.random() < 0.5  # noqa: S311 - display order, not a secret
+
+
+_random = random.Random()  # noqa: S311 - a mix of work, not a secret
 
 
 def heartbeat(*, assignment: Assignment, user: Any) -> datetime:
@@ -124,11 +176,16 @@ def heartbeat(*, assignment: Assignment, user: Any) -> datetime:
 @transaction.atomic
 def skip(*, assignment: Assignment, user: Any, reason: str) -> None:
     """Give the item back with a reason; the annotator will not see it again. Idempotent."""
-    skipped = Assignment.objects.filter(pk=assignment.pk, annotator=user, status=ACTIVE).update(
-        status=Assignment.Status.SKIPPED, finished_at=timezone.now(), skip_reason=reason[:200]
-    )
-    if skipped:
+    mine = Assignment.objects.filter(pk=assignment.pk, annotator=user, status=ACTIVE)
+    closed = {"status": Assignment.Status.SKIPPED, "finished_at": timezone.now()}
+    closed["skip_reason"] = reason[:200]
+    # A gold lease took no slot, so it gives none back. The flag is part of the conditional
+    # UPDATE, not read from memory: demoting a gold item turns its live gold leases into
+    # slot-taking ones (labeling.services.gold.demote).
+    if mine.filter(gold=False).update(**closed):
         Item.objects.filter(pk=assignment.item_id).update(open_slots=F("open_slots") + 1)
+    elif mine.filter(gold=True).update(**closed):
+        pass
     elif not Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.SKIPPED).exists():
         raise LeaseLost(assignment, item_open=item_is_open(assignment))
 
@@ -183,12 +240,14 @@ def release_expired_leases(*, now: datetime | None = None, limit: int = 5000) ->
     released = 0
     for pk, item_id in list(expired):
         with transaction.atomic():
-            hit = Assignment.objects.filter(pk=pk, status=ACTIVE, expires_at__lt=now).update(
-                status=Assignment.Status.EXPIRED, finished_at=now
-            )
-            if hit:
+            lapsed = Assignment.objects.filter(pk=pk, status=ACTIVE, expires_at__lt=now)
+            closed = {"status": Assignment.Status.EXPIRED, "finished_at": now}
+            # Only a slot-taking (non-gold) lease gives a slot back; see skip().
+            if lapsed.filter(gold=False).update(**closed):
                 Item.objects.filter(pk=item_id).update(open_slots=F("open_slots") + 1)
-                released += hit
+                released += 1
+            else:
+                released += lapsed.filter(gold=True).update(**closed)
     if released:
         logger.info("leases.released", extra={"count": released})
     return released

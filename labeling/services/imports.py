@@ -38,6 +38,7 @@ from django.core.files import File
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
+from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
@@ -59,6 +60,10 @@ PROGRESS_SECONDS = 0.5
 PROGRESS_LINES = 5000
 
 Progress = Callable[[int, int], None]
+
+# Sent after an import job that created items has committed, with `project_id` and `job_id`.
+# A hook for apps that labeling must not import (curation deduplicates the new items).
+items_imported = Signal()
 
 
 @dataclass
@@ -487,6 +492,8 @@ def run_job(*, job_id: int) -> None:
         _finish(job, ImportJob.Status.FAILED, ImportReport(), f"The import failed: {error}")
     else:
         _finish(job, ImportJob.Status.SUCCEEDED, report, _summary(report))
+        if report.created:  # send_robust: a listener's failure never fails the import
+            items_imported.send_robust(ImportJob, project_id=job.project_id, job_id=job.pk)
     # The job has ended: its items are stored, or its bad lines listed for a fixed re-upload.
     # Keeping the file would only fill the disk with copies of data the database holds.
     Path(job.path).unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from labeling.access import membership_for
 from labeling.forms import ImportForm, InviteForm, ProjectForm, ProjectSettingsForm
 from labeling.models import Membership, Role
 from labeling.selectors import annotator_progress, project_overview
-from labeling.services import imports, projects
+from labeling.services import imports, projects, reviews
 
 ADMIN = [Role.ADMIN]
 
@@ -58,6 +58,9 @@ def settings(request: HttpRequest, slug: str) -> HttpResponse:
     form = ProjectSettingsForm(request.POST or None, instance=membership.project)
     if request.method == "POST" and form.is_valid():
         form.save()
+        if "overlap" in form.changed_data:
+            # Items may count as finished now without a new annotation: look at all again.
+            reviews.reset_triage(project_id=membership.project_id)
         messages.success(request, "Settings saved.")
         return redirect("labeling:project", slug=slug)
     context = {"membership": membership, "project": membership.project, "form": form}

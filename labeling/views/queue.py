@@ -132,6 +132,8 @@ def work_context(membership: Membership) -> dict[str, Any]:
     except assignments.GuidelinesNotAcknowledged:
         diff = guidelines.changes_since_acknowledged(membership)
         return context | {"state": "acknowledge", "diff": diff}
+    except assignments.AnnotatorPaused as paused:
+        return context | {"state": "paused", "paused_message": str(paused)}
     context["progress"] = annotator_progress(membership)
     if assignment is None:
         return context | {"state": "empty"}

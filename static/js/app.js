@@ -32,7 +32,7 @@
   }
 
   function submitForm() {
-    const form = annotationForm();
+    const form = annotationForm() || document.getElementById("review-form");
     if (form) { form.requestSubmit(); return true; }
     const ack = document.querySelector("#acknowledge form");
     if (ack) { ack.requestSubmit(); return true; }

@@ -337,9 +337,9 @@ def test_items_filter_by_status_prompt_and_external_id(sft_project, reviewer, ap
 
 def test_items_reject_an_unknown_status(sft_project, reviewer, api):
     url = reverse("api:item-list", kwargs={"slug": sft_project.slug})
-    response = login(api, reviewer).get(url, {"status": "gold"})
+    response = login(api, reviewer).get(url, {"status": "archived"})
     assert response.status_code == 400
-    assert response.json() == {"status": ['"gold" is not a valid choice.']}
+    assert response.json() == {"status": ['"archived" is not a valid choice.']}
 
 
 def test_item_detail_shows_stored_responses_to_reviewers(pairwise_project, reviewer, api):

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -86,6 +87,9 @@ class Command(BaseCommand):
             )
         load_items(sft, sft_records())
         load_items(pairwise, pairwise_records())
+        # By name: labeling imports nothing of finetune, and this process never loads torch
+        # unless the finetune extra is installed and the model is missing.
+        call_command("demo_model", stdout=self.stdout)
         self.stdout.write(self.style.SUCCESS(f"Demo ready at {options['url']}"))
         for name, role in ACCOUNTS:
             self.stdout.write(f"  {role.label:<10} {name:<11} password: {logins[name]}")

@@ -1,0 +1,297 @@
+"""Agreement reports: read the votes, compute, store; the guard that runs one at a time.
+
+Reading is the slow part at scale, so the votes come back as integers only (choices, criteria
+and flags become codes in SQL) from one query built by the ORM. On PostgreSQL that query runs
+inside `COPY ... TO STDOUT` and numpy parses the text in C: no Python object per value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Exists,
+    F,
+    Func,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
+from django.utils import timezone
+
+from curation.agreement import report
+from curation.agreement.report import MISSING, Schema, Votes
+from curation.models import AgreementReport, AgreementState
+from labeling.models import Annotation, Project
+from labeling.services import gold
+
+logger = logging.getLogger(__name__)
+
+DEBOUNCE = timedelta(seconds=60)
+# Longer than the task's hard time limit: a run still marked running after this has died.
+STALE_AFTER = timedelta(minutes=15)
+KEEP_REPORTS = 50
+
+
+class EpochSeconds(Func):
+    """A timestamp as whole Unix seconds, so that it travels as an integer."""
+
+    output_field = BigIntegerField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = "CAST(EXTRACT(EPOCH FROM %(expressions)s) AS bigint)"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Four percent signs: the template's % formatting halves them, and so does the SQLite
+        # backend's placeholder conversion, leaving strftime's literal %s.
+        template = "CAST(strftime('%%%%s', %(expressions)s) AS integer)"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+
+def _columns(project: Project) -> tuple[QuerySet[Annotation], list[str]]:
+    """The annotations of a project as integer columns; the names in order."""
+    # Gold (honeypot) answers are graded against the gold label, not counted as agreement.
+    rows = Annotation.objects.filter(project_id=project.pk, assignment__gold=False).order_by()
+    columns: dict[str, Any] = {
+        "row_id": F("id"),
+        "item_key": F("item_id"),
+        "person": F("annotator_id"),
+        "version": Coalesce("guideline__number", Value(MISSING)),
+        "created": EpochSeconds("created_at"),
+        "time_ms": F("time_spent_ms"),
+    }
+    if project.is_pairwise:
+        columns |= _pairwise_columns(project)
+    else:
+        columns |= _sft_columns(project)
+    # Text values are compared in SQL: annotate each as a named text column, then code it.
+    texts, codes = _coded_texts(project)
+    rows = rows.alias(**texts).annotate(**codes, **columns)
+    names = list(columns) + list(codes)
+    return rows.values_list(*names), names
+
+
+def _pairwise_columns(project: Project) -> dict[str, Any]:
+    return {
+        "strength_value": Coalesce("strength", Value(MISSING)),
+        "swapped": Case(
+            When(assignment__swapped=True, then=Value(1)),
+            default=Value(0),
+            output_field=IntegerField(),
+        ),
+    }
+
+
+def _sft_columns(project: Project) -> dict[str, Any]:
+    columns: dict[str, Any] = {"rating_value": Coalesce("rating", Value(MISSING))}
+    for index, flag in enumerate(project.flags):
+        # Flags are stored as a sorted JSON list of known names: the quoted name appears in
+        # its text exactly when the flag is set. JSON containment is not portable to SQLite.
+        columns[f"flag_{index}"] = Case(
+            When(Q(flags_text__contains=json.dumps(flag, ensure_ascii=False)), then=Value(1)),
+            default=Value(0),
+            output_field=IntegerField(),
+        )
+    return columns
+
+
+def _coded_texts(project: Project) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(text annotations, their integer codes) for the choice and each criterion."""
+    if not project.is_pairwise:
+        return {"flags_text": Cast("flags", TextField())}, {}
+    texts: dict[str, Any] = {"choice_text": F("choice")}
+    codes: dict[str, Any] = {"choice_code": _case("choice_text", report.CHOICES)}
+    for index, name in enumerate(project.criteria):
+        # Cast: a key transform's own `=` compares JSON values, and "a" is not valid JSON.
+        texts[f"criterion_text_{index}"] = Cast(KeyTextTransform(name, "criteria"), TextField())
+        codes[f"criterion_{index}"] = _case(f"criterion_text_{index}", report.CRITERION_CHOICES)
+    return texts, codes
+
+
+def _case(column: str, choices: tuple[str, ...]) -> Case:
+    whens = [When(Q(**{column: value}), then=Value(index)) for index, value in enumerate(choices)]
+    return Case(*whens, default=Value(MISSING), output_field=IntegerField())
+
+
+def _fetch(rows: QuerySet[Annotation], width: int) -> np.ndarray:
+    """The query's rows as an int64 matrix, in one pass."""
+    sql, params = rows.query.sql_with_params()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.copy(f"COPY ({sql}) TO STDOUT", params) as copy:
+                text = b"".join(bytes(chunk) for chunk in copy).decode("ascii")
+            # sep=" " matches any whitespace: COPY's tabs and newlines alike.
+            flat = np.fromstring(text, dtype=np.int64, sep=" ") if text else np.zeros(0)
+        else:
+            cursor.execute(sql, params)
+            flat = np.array(cursor.fetchall(), dtype=np.int64)
+    return flat.astype(np.int64).reshape(-1, width)
+
+
+def load_votes(project: Project) -> tuple[Votes, int]:
+    """The project's annotations as vote arrays, and the newest annotation id among them."""
+    rows, names = _columns(project)
+    matrix = _fetch(rows, len(names))
+    column = {name: matrix[:, index] for index, name in enumerate(names)}
+
+    def prefixed(prefix: str) -> np.ndarray:
+        """The columns whose names start with `prefix`, as one votes x columns matrix."""
+        return matrix[:, [i for i, name in enumerate(names) if name.startswith(prefix)]]
+
+    votes = Votes(
+        items=column["item_key"],
+        annotators=column["person"],
+        guidelines=column["version"],
+        created=column["created"],
+        time_ms=column["time_ms"],
+        **(
+            {
+                "choices": column["choice_code"],
+                "strengths": column["strength_value"],
+                "swapped": column["swapped"],
+                "criteria": prefixed("criterion_"),
+            }
+            if project.is_pairwise
+            else {"ratings": column["rating_value"], "flags": prefixed("flag_")}
+        ),
+    )
+    return votes, int(column["row_id"].max()) if len(matrix) else 0
+
+
+def schema_of(project: Project) -> Schema:
+    return Schema(
+        pairwise=project.is_pairwise,
+        criteria=tuple(project.criteria),
+        flags=tuple(project.flags),
+        overlap=project.overlap,
+        rating_scale=project.rating_scale,
+    )
+
+
+def display_names(annotator_ids: np.ndarray) -> dict[int, str]:
+    ids = [int(i) for i in np.unique(annotator_ids)]
+    users = get_user_model().objects.filter(pk__in=ids).values_list("pk", "username")
+    return dict(users)
+
+
+def gold_accuracy(project: Project, rows: list[dict[str, Any]]) -> None:
+    """Fill `gold_accuracy` and `gold_items` of each annotator row from their gold answers.
+
+    Graded by labeling's own rule (`gold.is_correct`), so the dashboard and the pausing of
+    annotators never disagree. Gold answers are few (a small share of claims): Python is fine.
+    """
+    answers = Annotation.objects.filter(
+        project_id=project.pk, assignment__gold=True, item__gold_label__isnull=False
+    ).select_related("item__gold_label")
+    scores: dict[int, list[int]] = {}
+    for answer in answers:
+        tally = scores.setdefault(answer.annotator_id, [0, 0])
+        tally[0] += 1
+        tally[1] += gold.is_correct(answer.item.gold_label, answer)
+    for row in rows:
+        answered, correct = scores.get(row["id"], (0, 0))
+        row["gold_items"] = answered
+        row["gold_accuracy"] = correct / answered if answered else None
+
+
+def compute(project: Project) -> tuple[dict[str, Any], int, int]:
+    """(report data, annotations, newest annotation id) for a project. Reads only."""
+    votes, last_id = load_votes(project)
+    data = report.build(votes, schema_of(project), display_names(votes.annotators))
+    gold_accuracy(project, data["per_annotator"])
+    return data, len(votes), last_id
+
+
+def refresh(*, project: Project, force: bool = False) -> AgreementReport | None:
+    """Recompute and store a project's report. Runs are one at a time per project and at least
+    a minute apart (unless `force`); None when the guard says not now. Reruns are harmless."""
+    if not _claim(project.pk, force=force):
+        logger.info("agreement.skipped", extra={"project_id": project.pk})
+        return None
+    started = time.perf_counter()
+    try:
+        data, count, last_id = compute(project)
+    except Exception as error:
+        _release(project.pk, error=f"{type(error).__name__}: {error}")
+        raise
+    duration_ms = int((time.perf_counter() - started) * 1000)
+    return _store(project, data, count, last_id, duration_ms)
+
+
+def _claim(project_id: int, *, force: bool) -> bool:
+    """Mark the project's run as started by a conditional UPDATE; False if another holds it.
+
+    The UPDATE commits on its own (autocommit), so a second worker sees it at once; only one
+    of two concurrent UPDATEs of the same row can match the condition.
+    """
+    AgreementState.objects.get_or_create(project_id=project_id)
+    now = timezone.now()
+    free = Q(running_since__isnull=True) | Q(running_since__lt=now - STALE_AFTER)
+    rows = AgreementState.objects.filter(free, project_id=project_id)
+    if not force:
+        rows = rows.filter(Q(started_at__isnull=True) | Q(started_at__lte=now - DEBOUNCE))
+    return rows.update(running_since=now, started_at=now) == 1
+
+
+def _release(project_id: int, *, error: str = "", last_id: int | None = None) -> None:
+    fields: dict[str, Any] = {
+        "running_since": None,
+        "finished_at": timezone.now(),
+        "last_error": error,
+    }
+    if last_id is not None:
+        fields["last_annotation_id"] = last_id
+    AgreementState.objects.filter(project_id=project_id).update(**fields)
+
+
+@transaction.atomic
+def _store(
+    project: Project, data: dict[str, Any], count: int, last_id: int, duration_ms: int
+) -> AgreementReport:
+    stored = AgreementReport.objects.create(
+        project=project,
+        annotations=count,
+        last_annotation_id=last_id,
+        duration_ms=duration_ms,
+        data=data,
+    )
+    _release(project.pk, last_id=last_id)
+    old = AgreementReport.objects.filter(project=project).values_list("pk", flat=True)
+    AgreementReport.objects.filter(pk__in=list(old[KEEP_REPORTS:])).delete()
+    return stored
+
+
+def due_projects() -> list[int]:
+    """Projects with annotations newer than their last report, not running, not run within
+    the last minute: what the periodic beat task enqueues."""
+    recent = timezone.now() - DEBOUNCE
+    newer = Annotation.objects.filter(project=OuterRef("pk"), pk__gt=OuterRef("mark"))
+    projects = (
+        Project.objects.annotate(mark=Coalesce("agreement_state__last_annotation_id", Value(0)))
+        .filter(Exists(newer))
+        .filter(agreement_state__running_since__isnull=True)
+        .filter(
+            Q(agreement_state__started_at__isnull=True) | Q(agreement_state__started_at__lte=recent)
+        )
+    )
+    return list(projects.order_by("pk").values_list("pk", flat=True))
+
+
+def latest(project: Project) -> AgreementReport | None:
+    return AgreementReport.objects.filter(project=project).order_by("-created_at", "-pk").first()

@@ -1,0 +1,13 @@
+"""Celery tasks: thin wrappers that take ids and call a service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from exports import jobs
+
+
+@shared_task(acks_late=True, serializer="json")
+def run_export_job(export_id: int) -> None:
+    """Run one export job. The job's status compare-and-set makes a redelivery a no-op."""
+    jobs.run_job(export_id=export_id)

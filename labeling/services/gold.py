@@ -1,0 +1,203 @@
+"""Gold (honeypot) items: expected labels, grading, and pausing annotators who miss too many.
+
+A gold item has status `gold` and a GoldLabel. The claim serves one in `project.gold_percent`
+of claims (labeling.services.assignments); it looks like any other item. Each submit of a gold
+lease is graded here, and an annotator whose accuracy falls below the project's threshold,
+after at least `gold_min_answers` gold answers, is paused until an admin resumes them.
+Gold items are never exported: exports keep `active` items only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from labeling.models import Annotation, Assignment, GoldLabel, Item, Membership, Project
+
+logger = logging.getLogger(__name__)
+
+
+class GoldError(Exception):
+    """An expected label that does not fit the project."""
+
+
+@dataclass(frozen=True)
+class GoldScore:
+    answered: int
+    correct: int
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.answered if self.answered else None
+
+
+@dataclass(frozen=True)
+class GoldAnswer:
+    annotation: Annotation
+    label: GoldLabel
+    correct: bool
+
+
+def is_correct(label: GoldLabel, annotation: Annotation) -> bool:
+    """Pure: a pairwise answer must equal the expected choice; an SFT one must be rated in the
+    expected range and carry every expected flag."""
+    if label.choice:
+        return annotation.choice == label.choice
+    rating = annotation.rating or 0
+    if label.min_rating is not None and rating < label.min_rating:
+        return False
+    if label.max_rating is not None and rating > label.max_rating:
+        return False
+    return set(label.flags) <= set(annotation.flags or ())
+
+
+@transaction.atomic
+def mark_gold(*, item: Item, created_by: Any, **expected: Any) -> GoldLabel:
+    """Make an item gold with its expected label. Idempotent: marking again replaces the label."""
+    _check_expected(item.project, expected)
+    label, _ = GoldLabel.objects.update_or_create(
+        item=item, defaults={"project": item.project, "created_by": created_by, **expected}
+    )
+    Item.objects.filter(pk=item.pk).update(status=Item.Status.GOLD)
+    item.status = Item.Status.GOLD
+    return label
+
+
+@transaction.atomic
+def demote(*, item: Item) -> bool:
+    """Turn a gold item back into a regular one; False when it was not gold. Idempotent.
+
+    The expected label goes, so the answers given to it stop counting as gold answers; they
+    stay as ordinary annotations of the item. Live gold leases on it become ordinary leases
+    (their submit is no longer graded), and the item's open slots are counted afresh from its
+    live and submitted leases: gold leases took no slot, so the old number means nothing.
+    """
+    locked = Item.objects.select_for_update().filter(pk=item.pk, status=Item.Status.GOLD)
+    if not locked.exists():
+        return False
+    GoldLabel.objects.filter(item=item).delete()
+    leases = Assignment.objects.filter(item=item)
+    leases.filter(status=Assignment.Status.ACTIVE, gold=True).update(gold=False)
+    taken = leases.filter(status__in=[Assignment.Status.ACTIVE, Assignment.Status.SUBMITTED])
+    open_slots = max(0, item.project.overlap - taken.count())
+    Item.objects.filter(pk=item.pk).update(status=Item.Status.ACTIVE, open_slots=open_slots)
+    item.status, item.open_slots = Item.Status.ACTIVE, open_slots
+    # It may be finished already (enough answers): let the next triage look at it.
+    Project.objects.filter(pk=item.project_id).update(review_triaged_through=0)
+    logger.info("gold.demoted", extra={"item_id": item.pk})
+    return True
+
+
+def _check_expected(project: Project, expected: dict[str, Any]) -> None:
+    if project.is_pairwise and not expected.get("choice"):
+        raise GoldError("A pairwise gold item needs the expected choice.")
+    if not project.is_pairwise and expected.get("choice"):
+        raise GoldError("An SFT gold item expects a rating range and flags, not a choice.")
+    unknown = set(expected.get("flags", ())) - set(project.flags)
+    if unknown:
+        raise GoldError(f"Unknown flags: {', '.join(sorted(unknown))}")
+
+
+def promote_unanimous(*, project: Project, min_votes: int, created_by: Any) -> int:
+    """Make gold every active item whose >= `min_votes` answers all agree. Returns how many.
+
+    Pairwise: the same choice; SFT: the same rating (expected exactly). Idempotent.
+    """
+    answers: dict[int, list[Any]] = defaultdict(list)
+    field = "choice" if project.is_pairwise else "rating"
+    rows = Annotation.objects.filter(project=project, item__status=Item.Status.ACTIVE)
+    for item_id, value in rows.order_by("item_id").values_list("item_id", field):
+        answers[item_id].append(value)
+    promoted = 0
+    for item_id, values in answers.items():
+        agreed = unanimous(values, min_votes)
+        if agreed is None:
+            continue
+        expected = {"choice": agreed} if project.is_pairwise else _rating(agreed)
+        mark_gold(item=Item.objects.get(pk=item_id), created_by=created_by, **expected)
+        promoted += 1
+    return promoted
+
+
+def unanimous(values: Sequence[Any], min_votes: int) -> Any | None:
+    """Pure: the one value all of at least `min_votes` answers share, else None."""
+    counts = Counter(values)
+    if len(values) < min_votes or len(counts) != 1:
+        return None
+    (value,) = counts
+    return value if value not in (None, "") else None
+
+
+def _rating(rating: int) -> dict[str, Any]:
+    return {"min_rating": rating, "max_rating": rating}
+
+
+def answers(membership: Membership) -> list[GoldAnswer]:
+    """The member's graded gold answers since they were last resumed, oldest first."""
+    rows = Annotation.objects.filter(
+        project_id=membership.project_id,
+        annotator_id=membership.user_id,
+        assignment__gold=True,
+        item__gold_label__isnull=False,
+    ).select_related("item__gold_label", "item")
+    if membership.gold_counted_since is not None:
+        rows = rows.filter(created_at__gte=membership.gold_counted_since)
+    graded = []
+    for annotation in rows.order_by("pk"):
+        label = annotation.item.gold_label
+        graded.append(GoldAnswer(annotation, label, is_correct(label, annotation)))
+    return graded
+
+
+def score(graded: Iterable[GoldAnswer]) -> GoldScore:
+    graded = list(graded)
+    return GoldScore(answered=len(graded), correct=sum(answer.correct for answer in graded))
+
+
+def record_answer(*, annotation: Annotation) -> bool:
+    """Grade the annotator after a gold submit; pause them when below the threshold.
+
+    Returns whether they are paused now. Idempotent: pausing an already paused member keeps
+    the first pause. Runs inside the submit's transaction.
+    """
+    membership = Membership.objects.select_related("project").get(
+        project_id=annotation.project_id, user_id=annotation.annotator_id
+    )
+    project = membership.project
+    result = score(answers(membership))
+    accuracy = result.accuracy
+    if result.answered < project.gold_min_answers or accuracy is None:
+        return False
+    if accuracy >= project.gold_min_accuracy:
+        return False
+    threshold = f"{project.gold_min_accuracy:.0%}"
+    reason = f"Gold accuracy {result.correct}/{result.answered} is below {threshold}."
+    paused = Membership.objects.filter(pk=membership.pk, paused_at__isnull=True).update(
+        paused_at=timezone.now(), paused_reason=reason
+    )
+    if paused:
+        logger.info("gold.paused", extra={"membership_id": membership.pk})
+    return True
+
+
+def resume(*, membership: Membership) -> None:
+    """Let a paused annotator claim again; earlier gold answers stop counting. Idempotent."""
+    now = timezone.now()
+    Membership.objects.filter(pk=membership.pk, paused_at__isnull=False).update(
+        paused_at=None, paused_reason="", gold_counted_since=now
+    )
+    membership.refresh_from_db(fields=["paused_at", "paused_reason", "gold_counted_since"])
+
+
+def paused_members(project: Project) -> list[Membership]:
+    return list(
+        project.memberships.filter(paused_at__isnull=False)
+        .select_related("user")
+        .order_by("paused_at")
+    )
