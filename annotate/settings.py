@@ -249,6 +249,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "curation.agreement.tasks.enqueue_due_agreement",
         "schedule": 60.0,
     },
+    # A dedup step whose pool child died (hard time limit, OOM) is acked and lost while its
+    # worker lives on, so no worker_ready resumes it: queue stalled steps again every 5 min.
+    "resume-dedup-runs": {
+        "task": "curation.dedup.tasks.resume_dedup_runs",
+        "schedule": 300.0,
+    },
 }
 
 CACHES = {

@@ -180,27 +180,52 @@ def _reserve(raw: Any, table: str, count: int) -> int:
 
 
 def _measure(project_id: int) -> None:
-    from exports.options import ExportOptions
     from exports.services import run_export
     from labeling.models import Project
 
     project = Project.objects.get(pk=project_id)
+    judgements = project.annotations.count()
+    backend = _backend_pid()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        started, cpu = time.perf_counter(), time.process_time()
-        export = run_export(
-            project=project, options=ExportOptions(format="dpo"), output=f"{tmp}/out/"
-        )
+        started, cpu, pg_cpu = time.perf_counter(), time.process_time(), _cpu_of(backend)
+        export = run_export(project=project, options=_options(), output=f"{tmp}/out/")
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        pg_cpu = _cpu_of(backend) - pg_cpu
         size = sum(f["bytes"] for f in export.files.values())
-    judgements = project.annotations.count()
     rows = sum(export.counts.values())
     print(
         f"export dpo: {judgements:,} judgements -> {rows:,} rows ({size / 2**20:.0f} MiB) in"
         f" {elapsed:.2f} s = {judgements / elapsed:,.0f} judgements/s, {rows / elapsed:,.0f}"
-        f" rows/s; python cpu {cpu:.1f} s; peak RSS {_peak_rss_mib():.0f} MiB;"
-        f" load average before: {load:.2f}"
+        f" rows/s; python cpu {cpu:.1f} s = {judgements / cpu:,.0f} judgements/s;"
+        f" postgres backend cpu {pg_cpu:.1f} s; peak RSS {_peak_rss_mib():.0f} MiB;"
+        f" load average before: {load:.2f}, after: {os.getloadavg()[0]:.2f}"
     )
+
+
+def _options() -> Any:
+    from exports.options import ExportOptions
+
+    return ExportOptions(format="dpo")
+
+
+def _backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    return int(pid)
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a process on this machine (the PostgreSQL backend that
+    serves the export); 0 where /proc cannot tell (PostgreSQL on another host)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _peak_rss_mib() -> float:

@@ -11,7 +11,7 @@ standard style all of them are plain strings.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from exports.rows import (
@@ -22,6 +22,7 @@ from exports.rows import (
     Preference,
     review_outcome,
 )
+from labeling.importing import json_string
 
 CONVERSATIONAL = "conversational"
 STANDARD = "standard"
@@ -136,14 +137,104 @@ def _timestamp(moment: Any) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def encode(row: Body) -> bytes:
+PAIR_FORMATS = ("dpo", "rm", "openai-dpo", "kto")
+
+
+class Encoded:
+    """A row whose values are JSON already (name -> JSON text): `encode` only joins them."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.fields = fields
+
+
+def pair_rows(pair: Preference, format: str, style: str, *, bare: bool) -> list[Encoded]:
+    """The rows of one pair, for `encode`: the bytes of `encode(envelope(dpo(pair, style),
+    ...))` and the like, built from each text's JSON string, made once, instead of a dict per
+    row; KTO gives the chosen answer as desirable and the other not. The JSON strings are most
+    of an export's work (docs/benchmarks.md); tests/exports/test_formats.py compares the two."""
+    answer = _answer_json(CONVERSATIONAL if format == "openai-dpo" else style)
+    chosen, rejected = answer(pair.chosen), answer(pair.rejected)
+    if format == "kto":
+        prompt = _prompt_json(pair.prompt, style)
+        return [
+            _line(
+                {"prompt": prompt, "completion": chosen, "label": "true"},
+                f"{pair.key}/chosen",
+                pair.meta,
+                bare,
+            ),
+            _line(
+                {"prompt": prompt, "completion": rejected, "label": "false"},
+                f"{pair.key}/rejected",
+                pair.meta,
+                bare,
+            ),
+        ]
+    if format == "openai-dpo":
+        prompt = '{"messages":' + _messages_json(pair.prompt) + "}"
+        fields = {"input": prompt, "preferred_output": chosen, "non_preferred_output": rejected}
+    else:
+        fields = {
+            "prompt": _prompt_json(pair.prompt, style),
+            "chosen": chosen,
+            "rejected": rejected,
+        }
+        if format == "rm":
+            fields["margin"] = _dumps(pair.margin)
+    return [_line(fields, pair.key, pair.meta, bare)]
+
+
+def _line(fields: dict[str, str], key: str, meta: Mapping[str, Any], bare: bool) -> Encoded:
+    """`fields` with `id` and `meta` unless bare."""
+    if not bare:
+        fields["id"] = _json(key)
+        fields["meta"] = _dumps(meta)
+    return Encoded(fields)
+
+
+def _prompt_json(prompt: Sequence[Message], style: str) -> str:
+    return _json(prompt[-1]["content"]) if style == STANDARD else _messages_json(prompt)
+
+
+def _messages_json(messages: Sequence[Message]) -> str:
+    turns = [f'{{"content":{_json(m["content"])},"role":{_json(m["role"])}}}' for m in messages]
+    return "[" + ",".join(turns) + "]"
+
+
+def _answer_json(style: str) -> Callable[[str], str]:
+    if style == STANDARD:
+        return _json
+    return lambda text: '[{"content":' + _json(text) + ',"role":"assistant"}]'
+
+
+def _json(value: Any) -> str:
+    # json_string is json.dumps(text, ensure_ascii=False) for a str; anything else (a content
+    # that is not a string in odd data) takes the general encoder.
+    return json_string(value) if type(value) is str else _dumps(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(
+        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+    )
+
+
+def _one_line(text: str) -> bytes:
+    return (text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n").encode("utf-8")
+
+
+def encode(row: Body | Encoded) -> bytes:
     """One JSON line: UTF-8, keys sorted, no spaces, so equal rows are equal bytes.
 
     U+2028/U+2029 are valid inside JSON strings, but Python's str.splitlines() and some
     JavaScript readers break lines on them; escaping keeps every row on exactly one line.
     """
-    text = json.dumps(
-        row, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-    )
-    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return (text + "\n").encode("utf-8")
+    if type(row) is Encoded:
+        # Names are plain identifiers (nothing to escape), sorted as json.dumps sorts keys.
+        fields = row.fields
+        text = "{" + ",".join([f'"{name}":{fields[name]}' for name in sorted(fields)]) + "}"
+    else:
+        text = _dumps(row)
+    return _one_line(text)

@@ -16,16 +16,12 @@ from exports.formats import Body
 from exports.options import PAIRWISE_KIND, RAW, ExportSpec
 from exports.policies import Dropped
 from exports.rows import ACTIVE, AnnotationRecord, Completion, ItemRecord, Preference
+from exports.tallies import TalliedItem, VoteSummary
 
 COMPLETION_FORMATS: dict[str, Callable[[Completion, str], Body]] = {
     "sft": formats.sft,
     "openai-sft": formats.openai_sft,
     "kto": formats.kto,
-}
-PAIR_FORMATS: dict[str, Callable[[Preference, str], Body]] = {
-    "dpo": formats.dpo,
-    "rm": formats.rm,
-    "openai-dpo": formats.openai_dpo,
 }
 
 
@@ -37,11 +33,25 @@ class Stats:
     pairs: int = 0
     agreement_sum: float = 0.0
     unanimous: int = 0
+    _last_annotators: str = ""
+    _last_versions: str = ""
 
     def saw(self, annotations: tuple[AnnotationRecord, ...]) -> None:
         for annotation in annotations:
             self.guideline_versions.add(annotation.guideline_version)
             self.annotators.add(annotation.annotator_id)
+
+    def saw_tallied(self, votes: VoteSummary) -> None:
+        """`saw` for judgements counted by the database; consecutive items usually share their
+        annotators and versions, so a string seen just before is not parsed again."""
+        if votes.annotators != self._last_annotators:
+            self._last_annotators = votes.annotators
+            self.annotators.update(map(int, votes.annotators.split(",")))
+        if votes.versions and votes.versions != self._last_versions:
+            self._last_versions = votes.versions
+            self.guideline_versions.update(map(int, votes.versions.split(",")))
+        if votes.unversioned:
+            self.guideline_versions.add(None)
 
     def add_pair(self, pair: Preference) -> None:
         agreement = pair.meta.get("agreement")
@@ -67,14 +77,52 @@ class Pipeline:
         self.spec = spec
         self.stats = Stats(dropped=_dropped_for(spec))
 
+    @property
+    def tallies(self) -> bool:
+        """Whether this export needs only votes counted per item (`lines_of_tallied`): a
+        majority over pairs, where no judgement is exported on its own."""
+        return self.spec.pairs is not None and not self.spec.pairs.per_annotator
+
     def lines(self, item: ItemRecord) -> Iterator[tuple[str, bytes]]:
         """(split, JSON line) for each row the item gives."""
         kept = self._usable(item)
         if not kept:
             return
         split = self.spec.splitter.split_of(item.group)
-        for body in self._bodies(item, kept):
-            yield split, formats.encode(body)
+        for line in self._lines(item, kept):
+            yield split, line
+
+    def lines_of_tallied(self, tallied: TalliedItem) -> Iterator[tuple[str, bytes]]:
+        """`lines` for an item whose votes the database counted: the same checks, in the same
+        order, on counts instead of records."""
+        item, votes, dropped = tallied.item, tallied.votes, self.stats.dropped
+        policy = self.spec.pairs
+        if policy is None:
+            raise ValueError("votes counted per item make pairs only")
+        if item.status != ACTIVE:
+            dropped.annotation(policies.ITEM_STATUS, votes.total)
+            return
+        for rule, count in zip(self.filter_rules, votes.filtered, strict=True):
+            if count:
+                dropped.annotation(rule, count)
+        if not votes.kept:
+            return
+        if not formats.representable(item.prompt, self.spec.style):
+            dropped.item(policies.NEEDS_CONVERSATIONAL)
+            return
+        self.stats.saw_tallied(votes)
+        pairs = policies.majority(item, votes.tally, policy, dropped)
+        if pairs:
+            split = self.spec.splitter.split_of(item.group)
+            for pair in pairs:
+                self.stats.add_pair(pair)
+                for line in self._pair_lines(pair):
+                    yield split, line
+
+    @property
+    def filter_rules(self) -> tuple[str, ...]:
+        """The annotation filters' rules in the order they are checked, item status aside."""
+        return self.spec.filters.rules()[1:]
 
     def _usable(self, item: ItemRecord) -> tuple[AnnotationRecord, ...]:
         dropped = self.stats.dropped
@@ -88,35 +136,28 @@ class Pipeline:
         self.stats.saw(kept)
         return kept
 
-    def _bodies(self, item: ItemRecord, kept: tuple[AnnotationRecord, ...]) -> Iterator[Body]:
+    def _lines(self, item: ItemRecord, kept: tuple[AnnotationRecord, ...]) -> Iterator[bytes]:
         spec, dropped = self.spec, self.stats.dropped
         if spec.format == RAW:
             pairwise = spec.kind == PAIRWISE_KIND
-            yield from (formats.raw(item, a, pairwise=pairwise) for a in kept)
+            yield from (formats.encode(formats.raw(item, a, pairwise=pairwise)) for a in kept)
         elif spec.pairs is not None:
             for pair in policies.preferences(item, kept, spec.pairs, dropped):
                 self.stats.add_pair(pair)
-                yield from self._pair_bodies(pair)
+                yield from self._pair_lines(pair)
         elif spec.sft is not None:
             select = policies.labeled_completions if spec.format == "kto" else policies.completions
-            yield from map(self._completion_body, select(item, kept, spec.sft, dropped))
+            for row in select(item, kept, spec.sft, dropped):
+                yield formats.encode(self._completion_body(row))
 
-    def _pair_bodies(self, pair: Preference) -> Iterator[Body]:
-        if self.spec.format == "kto":
-            # KTO is unpaired: a pair gives the chosen answer as desirable, the other not.
-            yield self._completion_body(_side(pair, pair.chosen, "chosen", desirable=True))
-            yield self._completion_body(_side(pair, pair.rejected, "rejected", desirable=False))
-            return
-        body = PAIR_FORMATS[self.spec.format](pair, self.spec.style)
-        yield formats.envelope(body, key=pair.key, meta=pair.meta, bare=self.spec.bare)
+    def _pair_lines(self, pair: Preference) -> Iterator[bytes]:
+        spec = self.spec
+        for row in formats.pair_rows(pair, spec.format, spec.style, bare=spec.bare):
+            yield formats.encode(row)
 
     def _completion_body(self, row: Completion) -> Body:
         body = COMPLETION_FORMATS[self.spec.format](row, self.spec.style)
         return formats.envelope(body, key=row.key, meta=row.meta, bare=self.spec.bare)
-
-
-def _side(pair: Preference, text: str, name: str, *, desirable: bool) -> Completion:
-    return Completion(f"{pair.key}/{name}", pair.prompt, text, pair.meta, desirable)
 
 
 def _dropped_for(spec: ExportSpec) -> Dropped:

@@ -29,6 +29,7 @@ from exports.rows import (
     Preference,
     ReviewRecord,
 )
+from exports.tallies import Tally
 
 # Annotation rules
 ITEM_STATUS = "item_status"  # the item is marked duplicate or filtered
@@ -147,82 +148,62 @@ class PairPolicy:
         return annotation_rules, tuple(item_rules)
 
 
-@dataclass(frozen=True)
-class Tally:
-    a: int = 0
-    b: int = 0
-    tie: int = 0
-    both_bad: int = 0
-
-    @classmethod
-    def of(cls, votes: Iterable[AnnotationRecord]) -> Tally:
-        counts = Counter(vote.choice for vote in votes)
-        return cls(counts["a"], counts["b"], counts["tie"], counts["both_bad"])
-
-    @property
-    def non_decisive(self) -> int:
-        return self.tie + self.both_bad
-
-    @property
-    def judgements(self) -> int:
-        return self.a + self.b + self.non_decisive
-
-    def scores(self, ties: str) -> tuple[float, float, int]:
-        """(score of A, score of B, votes counted) under a tie policy."""
-        if ties == TIES_COUNT_AS_HALF:
-            half = self.non_decisive / 2
-            return self.a + half, self.b + half, self.a + self.b + self.non_decisive
-        return self.a, self.b, self.a + self.b
-
-    def as_meta(self) -> dict[str, int]:
-        return {"a": self.a, "b": self.b, "tie": self.tie, "both_bad": self.both_bad}
-
-
 def preferences(
     item: ItemRecord, votes: Sequence[AnnotationRecord], policy: PairPolicy, dropped: Dropped
 ) -> list[Preference]:
     """The item's preference pairs: one by majority, or one per judgement (per_annotator)."""
+    if not policy.per_annotator:
+        return majority(item, Tally.of(votes), policy, dropped)
+    if len(item.responses) != 2:
+        dropped.item(MISSING_RESPONSES)
+        return []
+    review = item.review
+    if review is not None and review.decision != ACCEPT:
+        if review.decision == REJECT:
+            dropped.item(REVIEW_REJECTED)
+            return []
+        agreeing = [vote for vote in votes if vote.choice == review.choice]
+        dropped.annotation(REVIEW_OVERRULED, len(votes) - len(agreeing))
+        return _judgements(item, agreeing, dropped)
+    if policy.ties == TIES_DROP_ITEM and Tally.of(votes).non_decisive:
+        dropped.item(NON_DECISIVE_IN_ITEM)
+        return []
+    return _judgements(item, votes, dropped)
+
+
+def majority(
+    item: ItemRecord, tally: Tally, policy: PairPolicy, dropped: Dropped
+) -> list[Preference]:
+    """The item's pair by majority (or by a reviewer's adjudication) from its counted votes:
+    what `preferences` does without `per_annotator`, for votes counted by the database."""
     if len(item.responses) != 2:
         dropped.item(MISSING_RESPONSES)
         return []
     if item.review is not None and item.review.decision != ACCEPT:
-        return _reviewed(item, votes, item.review, policy, dropped)
-    tally = Tally.of(votes)
+        return _reviewed(item, tally, item.review, dropped)
     if policy.ties == TIES_DROP_ITEM and tally.non_decisive:
         dropped.item(NON_DECISIVE_IN_ITEM)
         return []
-    if policy.per_annotator:
-        return _judgements(item, votes, dropped)
     if policy.ties == TIES_EXCLUDE:
         dropped.annotation(NON_DECISIVE, tally.non_decisive)
-    pair = _majority(item, votes, tally, policy, dropped)
+    pair = _majority(item, tally, policy, dropped)
     return [] if pair is None else [pair]
 
 
 def _reviewed(
-    item: ItemRecord,
-    votes: Sequence[AnnotationRecord],
-    review: ReviewRecord,
-    policy: PairPolicy,
-    dropped: Dropped,
+    item: ItemRecord, tally: Tally, review: ReviewRecord, dropped: Dropped
 ) -> list[Preference]:
     """A rejected item gives nothing; an adjudicated choice replaces the majority."""
     if review.decision == REJECT:
         dropped.item(REVIEW_REJECTED)
         return []
-    if policy.per_annotator:
-        agreeing = [vote for vote in votes if vote.choice == review.choice]
-        dropped.annotation(REVIEW_OVERRULED, len(votes) - len(agreeing))
-        return _judgements(item, agreeing, dropped)
     if review.choice not in DECISIVE:
         dropped.item(REVIEW_NON_DECISIVE)
         return []
-    agreeing = [vote for vote in votes if vote.choice == review.choice]
-    # No vote for the adjudicated response: the weakest strength, "slightly better".
-    strength = _mean_strength(agreeing) if agreeing else 1.0
+    strength = tally.mean_strength(review.choice)
     meta = {
         "item": item.id,
-        "votes": Tally.of(votes).as_meta(),
+        "votes": tally.as_meta(),
         "chosen": review.choice,
         "strength": strength,
         "adjudicated": True,
@@ -231,19 +212,15 @@ def _reviewed(
 
 
 def _majority(
-    item: ItemRecord,
-    votes: Sequence[AnnotationRecord],
-    tally: Tally,
-    policy: PairPolicy,
-    dropped: Dropped,
+    item: ItemRecord, tally: Tally, policy: PairPolicy, dropped: Dropped
 ) -> Preference | None:
-    score_a, score_b, counted = tally.scores(policy.ties)
+    score_a, score_b, counted = _scores(tally, policy.ties)
     rule = _rejection(tally, score_a, score_b, counted, policy)
     if rule is not None:
         dropped.item(rule)
         return None
     winner = "a" if score_a > score_b else "b"
-    strength = _mean_strength(vote for vote in votes if vote.choice == winner)
+    strength = tally.mean_strength(winner)
     meta = {
         "item": item.id,
         "votes": tally.as_meta(),
@@ -252,6 +229,14 @@ def _majority(
         "strength": strength,
     }
     return _pair(item, winner, key=item.key, margin=strength, meta=meta)
+
+
+def _scores(tally: Tally, ties: str) -> tuple[float, float, int]:
+    """(score of A, score of B, votes counted) under a tie policy."""
+    if ties == TIES_COUNT_AS_HALF:
+        half = tally.non_decisive / 2
+        return tally.a + half, tally.b + half, tally.judgements
+    return tally.a, tally.b, tally.a + tally.b
 
 
 def _rejection(
@@ -299,11 +284,6 @@ def _pair(
 def _strength(vote: AnnotationRecord) -> float:
     # A judgement stored without a strength counts as the weakest one, "slightly better".
     return float(vote.strength or 1)
-
-
-def _mean_strength(votes: Iterable[AnnotationRecord]) -> float:
-    strengths = [_strength(vote) for vote in votes]
-    return round(sum(strengths) / len(strengths), 4)
 
 
 # SFT ----------------------------------------------------------------------------------------

@@ -8,19 +8,34 @@ response pair over the wire once per judgement. Memory holds one item and one ch
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from django.db.models import Exists, OuterRef
+from django.db import connections
+from django.db.models import (
+    Aggregate,
+    CharField,
+    Count,
+    Exists,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce, NullIf
 
 from exports.formats import with_system
+from exports.policies import EXCLUDED_ANNOTATOR, GUIDELINE_VERSION, SINCE, Filters
 from exports.rows import AnnotationRecord, ItemRecord, ReviewRecord
 from exports.splits import prompt_group
+from exports.tallies import TalliedItem, Tally, VoteSummary
 from labeling.models import Annotation, Item, Project, Response, Review
 
-CHUNK_SIZE = 2000
+CHUNK_SIZE = 10_000
 # AnnotationRecord field -> the lookup it is read from. Aggregation reads only what it uses:
 # the lease join and the text columns cost more than the rest of the row on a big export.
 BASE_FIELDS = {
@@ -47,6 +62,8 @@ RAW_FIELDS = BASE_FIELDS | {
     "notes": "notes",
 }
 REVIEW_FIELDS = ("decision", "choice", "response_text", "reviewer_id", "created_at", "comment")
+ITEM_COLUMNS = ("pk", "external_id", "messages", "metadata", "status")
+CHOICES = ("a", "b", "tie", "both_bad")  # in Tally's order
 Progress = Callable[[int, int], None]  # (annotations read, annotations in all)
 
 
@@ -56,34 +73,75 @@ def read_items(
     """The project's annotated items in id order, each with its responses and annotations;
     `raw` reads every annotation field, otherwise those that aggregation uses."""
     fields = RAW_FIELDS if raw else PAIRWISE_FIELDS if project.is_pairwise else SFT_FIELDS
-    annotated = Exists(Annotation.objects.filter(item=OuterRef("pk")))
-    items = (
-        Item.objects.filter(annotated, project=project)
-        .order_by("pk")
-        .values_list("pk", "external_id", "messages", "metadata", "status")
-        .iterator(chunk_size=chunk_size)
-    )
     responses: Iterable[tuple[int, str]] = ()
     if project.is_pairwise:
-        responses = (
-            Response.objects.filter(item__project=project)
-            .order_by("item_id", "position")
-            .values_list("item_id", "text")
-            .iterator(chunk_size=chunk_size)
-        )
+        responses = _plain_rows(_responses(project), chunk_size, columns=("item_id", "text"))
     annotations = (
         Annotation.objects.filter(project=project)
         .order_by("item_id", "pk")
         .values("item_id", *fields.values())
         .iterator(chunk_size=chunk_size)
     )
-    reviews = (
+    return merge(
+        _items(project, chunk_size),
+        responses,
+        annotations,
+        fields,
+        reviews=_reviews(project).iterator(chunk_size=chunk_size),
+    )
+
+
+def _items(project: Project, chunk_size: int) -> Iterator[tuple[int, str, Any, Any, str]]:
+    """(pk, external id, messages, metadata, status) of the annotated items, in id order."""
+    annotated = Exists(Annotation.objects.filter(item=OuterRef("pk")))
+    items = (
+        Item.objects.filter(annotated, project=project).order_by("pk").values_list(*ITEM_COLUMNS)
+    )
+    for pk, external_id, messages, metadata, status in _plain_rows(
+        items, chunk_size, columns=ITEM_COLUMNS
+    ):
+        yield pk, external_id, _json(messages), {} if metadata == "{}" else _json(metadata), status
+
+
+def _json(value: Any) -> Any:
+    # A JSON column comes as its text (Django has psycopg load jsonb as text; SQLite stores text).
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _plain_rows(
+    queryset: QuerySet[Any, Any], chunk_size: int, *, columns: tuple[str, ...]
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of a values_list() queryset as the driver returns them, in chunks (a server-side
+    cursor on PostgreSQL). Django's iterator() calls a converter per value of some columns
+    (aggregates, JSON); on a million rows that cost more than the rest of the export. Callers
+    decode what needs it (JSON text) themselves."""
+    query = queryset.query
+    compiler = query.get_compiler(using=queryset.db)
+    # The order Django's compiler selects in; values_list() reorders afterwards if it differs.
+    selected = (*query.extra_select, *query.values_select, *query.annotation_select)
+    if selected != columns:
+        raise ValueError(f"the query selects {selected}, not {columns}")
+    sql, params = compiler.as_sql()
+    with connections[queryset.db].chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(chunk_size):
+            yield from rows
+
+
+def _responses(project: Project) -> QuerySet[Response, tuple[int, str]]:
+    return (
+        Response.objects.filter(item__project=project)
+        .order_by("item_id", "position")
+        .values_list("item_id", "text")
+    )
+
+
+def _reviews(project: Project) -> QuerySet[Review, tuple[Any, ...]]:
+    return (
         Review.objects.filter(project=project)
         .order_by("item_id")
         .values_list("item_id", *REVIEW_FIELDS)
-        .iterator(chunk_size=chunk_size)
     )
-    return merge(items, responses, annotations, fields, reviews=reviews)
 
 
 def merge(
@@ -112,6 +170,100 @@ def merge(
             annotations=tuple(_annotation(vote, fields) for vote in votes),
             review=_review(reviews_of.take(pk)),
         )
+
+
+def read_tallied(
+    project: Project, filters: Filters, *, grouped: bool, chunk_size: int = CHUNK_SIZE
+) -> Iterator[TalliedItem]:
+    """A pairwise project's annotated items in id order, each with its votes counted by the
+    database (one row per item, not per judgement); `grouped` computes the items' prompt groups,
+    which only splits need."""
+    columns = _tally_columns(filters)
+    tallies = (
+        Annotation.objects.filter(project=project)
+        .order_by("item_id")
+        .values("item_id")
+        .annotate(**columns)
+        .values_list("item_id", *columns)
+    )
+    texts_of = _Groups(
+        _plain_rows(_responses(project), chunk_size, columns=("item_id", "text")), itemgetter(0)
+    )
+    reviews_of = _Groups(_reviews(project).iterator(chunk_size=chunk_size), itemgetter(0))
+    rules = len(filters.rules()) - 1
+    counted = _plain_rows(tallies, chunk_size, columns=("item_id", *columns))
+    for pk, external_id, messages, metadata, status in _items(project, chunk_size):
+        row = next(counted)  # both in item order, and every item listed has judgements
+        if row[0] != pk:
+            raise RuntimeError(f"item {pk}: judgements counted for item {row[0]}")
+        item = ItemRecord(
+            id=pk,
+            key=external_id or f"item-{pk}",
+            prompt=with_system(messages, metadata or {}),
+            group=prompt_group(messages) if grouped else "",
+            status=status,
+            responses=tuple(text for _, text in texts_of.take(pk)),
+            review=_review(reviews_of.take(pk)),
+        )
+        yield TalliedItem(item, _summary(row, rules))
+
+
+def _summary(row: tuple[Any, ...], rules: int) -> VoteSummary:
+    # (item, total, one count per filter, kept, a, b, tie, both_bad, strength_a, strength_b,
+    # annotators, versions, unversioned): the columns of _tally_columns, in order.
+    kept, a, b, tie, both_bad, strength_a, strength_b, annotators, versions, unversioned = row[
+        2 + rules :
+    ]
+    tally = Tally(a, b, tie, both_bad, strength_a or 0, strength_b or 0)
+    filtered = row[2 : 2 + rules]
+    return VoteSummary(row[1], filtered, kept, tally, annotators or "", versions or "", unversioned)
+
+
+class _Joined(Aggregate):
+    """A group's values as one comma-separated string, NULLs left out (none: NULL)."""
+
+    function = "GROUP_CONCAT"  # SQLite's; its separator is a comma
+    output_field = CharField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Set on a copy, not passed: with a filter, Aggregate.as_sql passes its own template.
+        aggregate = self.copy()
+        aggregate.function = "STRING_AGG"
+        aggregate.template = "%(function)s((%(expressions)s)::text, ',')"
+        return aggregate.as_sql(compiler, connection, **extra)
+
+
+def _tally_columns(filters: Filters) -> dict[str, Aggregate]:
+    """Counts per item: all judgements, those each filter leaves out (the first filter that
+    applies, as `policies.filter_annotations` counts them), then the votes of the rest."""
+    columns: dict[str, Aggregate] = {"total": Count("pk")}
+    left_out: Q | None = None
+    for rule in filters.rules()[1:]:
+        condition = _filter_condition(rule, filters)
+        first = condition if left_out is None else condition & ~left_out
+        columns[f"filtered_{rule}"] = Count("pk", filter=first)
+        left_out = condition if left_out is None else left_out | condition
+    kept = Q() if left_out is None else ~left_out
+    strength = Coalesce(NullIf("strength", Value(0)), Value(1))
+    return columns | {
+        "kept": Count("pk", filter=kept or None),
+        **{choice: Count("pk", filter=kept & Q(choice=choice)) for choice in CHOICES},
+        "strength_a": Sum(strength, filter=kept & Q(choice="a")),
+        "strength_b": Sum(strength, filter=kept & Q(choice="b")),
+        "annotators": _Joined("annotator_id", filter=kept or None),
+        "versions": _Joined("guideline__number", filter=kept or None),
+        "unversioned": Count("pk", filter=kept & Q(guideline__isnull=True)),
+    }
+
+
+def _filter_condition(rule: str, filters: Filters) -> Q:
+    if rule == EXCLUDED_ANNOTATOR:
+        return Q(annotator_id__in=sorted(filters.excluded_annotators))
+    if rule == SINCE:
+        return Q(created_at__lt=filters.since)
+    if rule == GUIDELINE_VERSION:
+        return Q(guideline__isnull=True) | ~Q(guideline__number=filters.guideline_version)
+    raise ValueError(f"no condition for the filter {rule}")
 
 
 def _annotation(row: Mapping[str, Any], fields: Mapping[str, str]) -> AnnotationRecord:

@@ -28,7 +28,6 @@ from exports.models import Export
 from exports.options import RAW, ExportOptions, ExportSpec, ProjectFacts, resolve
 from exports.pipeline import Pipeline, Stats
 from exports.reading import Progress
-from exports.rows import ItemRecord
 from exports.writing import OutputPlan, Sinks, plan_output, write_atomic
 from labeling.models import Project
 
@@ -102,9 +101,35 @@ def stream(
     project: Project, pipeline: Pipeline, progress: Progress | None, chunk_size: int
 ) -> Iterator[tuple[str, bytes]]:
     """(split, line) of every row, read inside the caller's snapshot; the preview uses it too,
-    so the counts it shows are the export's own."""
-    for item in _reported(project, pipeline.spec, progress, chunk_size):
+    so the counts it shows are the export's own. A majority over pairs reads votes counted per
+    item (`reading.read_tallied`); every other export reads each annotation."""
+    report = _Reporter(project, progress)
+    if pipeline.tallies:
+        spec = pipeline.spec
+        grouped = bool(spec.splitter.splits)
+        for tallied in reading.read_tallied(
+            project, spec.filters, grouped=grouped, chunk_size=chunk_size
+        ):
+            yield from pipeline.lines_of_tallied(tallied)
+            report(tallied.votes.total)
+        return
+    for item in reading.read_items(project, raw=pipeline.spec.format == RAW, chunk_size=chunk_size):
         yield from pipeline.lines(item)
+        report(len(item.annotations))
+
+
+class _Reporter:
+    """Progress in annotations read, if anyone asked for it."""
+
+    def __init__(self, project: Project, progress: Progress | None) -> None:
+        self._progress = progress
+        self._total = 0 if progress is None else reading.count_annotations(project)
+        self._done = 0
+
+    def __call__(self, annotations: int) -> None:
+        if self._progress is not None:
+            self._done += annotations
+            self._progress(self._done, self._total)
 
 
 def _write(job: Job, emit: Emit | None, progress: Progress | None, chunk_size: int) -> None:
@@ -125,20 +150,6 @@ def _write(job: Job, emit: Emit | None, progress: Progress | None, chunk_size: i
         files=outcome.files,
         dropped=pipeline.stats.dropped.as_dict(),
     )
-
-
-def _reported(
-    project: Project, spec: ExportSpec, progress: Progress | None, chunk_size: int
-) -> Iterator[ItemRecord]:
-    items = reading.read_items(project, raw=spec.format == RAW, chunk_size=chunk_size)
-    if progress is None:
-        yield from items
-        return
-    total, done = reading.count_annotations(project), 0
-    for item in items:
-        yield item
-        done += len(item.annotations)
-        progress(done, total)
 
 
 def _write_beside(job: Job, stats: Stats, outcome: Outcome) -> None:

@@ -67,6 +67,8 @@ class Splitter:
         return (TRAIN, *(name for name, _ in self.splits))
 
     def split_of(self, group: str) -> str:
+        if not self.splits:
+            return TRAIN  # everything; no hash to compute
         point = bucket(self.salt, group)
         upper = 0.0
         for name, fraction in self.splits:

@@ -19,8 +19,11 @@ class Median(Aggregate):
     output_field = FloatField()
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        template = "PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
-        return self.as_sql(compiler, connection, template=template, **extra)
+        # On a copy's attribute, not a keyword: Aggregate.as_sql passes `template` on itself
+        # when it adds a FILTER (WHERE ...) clause.
+        median = self.copy()
+        median.template = "PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
+        return median.as_sql(compiler, connection, **extra)
 
 
 class _SqliteMedian:

@@ -16,6 +16,7 @@ Agreement with the majority and position bias are in curation's agreement report
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from labeling.services import gold
 
 DAYS = 30
 GOLD_FIELDS = ("choice", "min_rating", "max_rating", "flags")
+ANSWER_FIELDS = ("annotator_id", "choice", "rating", "flags", "item_id", "item__id")
 Status = Assignment.Status
 
 
@@ -100,7 +102,7 @@ def project_performance(project: Project, user_id: int | None = None) -> list[An
     return [
         _stats(member, merged.get(member.user_id, {}))
         for member in people
-        if member.role == Role.ANNOTATOR or member.user_id in merged
+        if user_id is not None or member.role == Role.ANNOTATOR or member.user_id in merged
     ]
 
 
@@ -127,7 +129,7 @@ def _annotation_counts(scope: dict[str, Any]) -> dict[int, dict[str, Any]]:
         )
         .order_by()
     )
-    return {row.pop("annotator_id"): row for row in rows}
+    return _by_annotator(rows)
 
 
 def _lease_counts(scope: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -140,7 +142,13 @@ def _lease_counts(scope: dict[str, Any]) -> dict[int, dict[str, Any]]:
         )
         .order_by()
     )
-    return {row.pop("annotator_id"): row for row in rows if row["finished"]}
+    return _by_annotator(row for row in rows if row["finished"])
+
+
+def _by_annotator(rows: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {
+        row["annotator_id"]: {k: v for k, v in row.items() if k != "annotator_id"} for row in rows
+    }
 
 
 def _gold_counts(scope: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -148,10 +156,7 @@ def _gold_counts(scope: dict[str, Any]) -> dict[int, dict[str, Any]]:
     answers = (
         Annotation.objects.filter(**scope, assignment__gold=True, item__gold_label__isnull=False)
         .select_related("item__gold_label")
-        .only(
-            "annotator_id", "choice", "rating", "flags", "item_id", "item__id",
-            *(f"item__gold_label__{name}" for name in GOLD_FIELDS),
-        )  # fmt: skip
+        .only(*ANSWER_FIELDS, *(f"item__gold_label__{name}" for name in GOLD_FIELDS))
         .order_by()
     )
     counts: dict[int, dict[str, Any]] = defaultdict(lambda: {"gold_answered": 0, "gold_correct": 0})

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from curation.agreement import stats
-from curation.agreement.stats import FloatArray, IntArray
+from curation.agreement.stats import NOMINAL, FloatArray, IntArray
 
 CHOICES = ("a", "b", "tie", "both_bad")
 A, B, TIE, BOTH_BAD = range(4)
@@ -185,6 +185,7 @@ def _pairwise_section(votes: Votes, schema: Schema, table: Table, units: Units) 
     # Values -s..s, coded 0..2s; a domain value nobody used changes no sum (alpha_from_counts).
     top = int(np.abs(signed[on_scale]).max()) if on_scale.any() else 0
     signed_codes = np.where(on_scale, signed + top, MISSING)
+    criterion_scale = np.arange(len(CRITERION_CHOICES))
     return {
         "alpha_nominal": stats.alpha_from_counts(
             rows, np.arange(len(CHOICES)), stats.NOMINAL, multiplicity
@@ -197,13 +198,7 @@ def _pairwise_section(votes: Votes, schema: Schema, table: Table, units: Units) 
         "tie_rate": _share(decided, TIE),
         "both_bad_rate": _share(decided, BOTH_BAD),
         "criteria": {
-            name: _alpha(
-                votes.units,
-                votes.criteria[:, column],
-                np.arange(len(CRITERION_CHOICES)),
-                units,
-                stats.NOMINAL,
-            )
+            name: _alpha(votes.units, votes.criteria[:, column], criterion_scale, units, NOMINAL)
             for column, name in enumerate(schema.criteria)
         },
     }

@@ -1,8 +1,8 @@
 """Agreement reports: read the votes, compute, store; the guard that runs one at a time.
 
 Reading is the slow part at scale, so the votes come back as integers only (choices, criteria
-and flags become codes in SQL) from one query built by the ORM. On PostgreSQL that query runs
-inside `COPY ... TO STDOUT` and numpy parses the text in C: no Python object per value.
+and flags become codes in SQL), from ORM-built queries without joins, through PostgreSQL's
+binary COPY where available: `reading` has the details.
 """
 
 from __future__ import annotations
@@ -15,17 +15,14 @@ from typing import Any
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import (
-    BigIntegerField,
     Case,
     Exists,
     F,
-    Func,
     IntegerField,
     OuterRef,
     Q,
-    QuerySet,
     TextField,
     Value,
     When,
@@ -34,7 +31,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
-from curation.agreement import report
+from curation.agreement import reading, report, stats
 from curation.agreement.report import MISSING, Schema, Votes
 from curation.models import AgreementReport, AgreementState
 from labeling.models import Annotation, Project
@@ -48,57 +45,21 @@ STALE_AFTER = timedelta(minutes=15)
 KEEP_REPORTS = 50
 
 
-class EpochSeconds(Func):
-    """A timestamp as whole Unix seconds, so that it travels as an integer."""
-
-    output_field = BigIntegerField()
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        template = "CAST(EXTRACT(EPOCH FROM %(expressions)s) AS bigint)"
-        return self.as_sql(compiler, connection, template=template, **extra)
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        # Four percent signs: the template's % formatting halves them, and so does the SQLite
-        # backend's placeholder conversion, leaving strftime's literal %s.
-        template = "CAST(strftime('%%%%s', %(expressions)s) AS integer)"
-        return self.as_sql(compiler, connection, template=template, **extra)
-
-
-def _columns(project: Project) -> tuple[QuerySet[Annotation], list[str]]:
-    """The annotations of a project as integer columns; the names in order."""
-    # Gold (honeypot) answers are graded against the gold label, not counted as agreement.
-    rows = Annotation.objects.filter(project_id=project.pk, assignment__gold=False).order_by()
+def _pairwise_columns(project: Project) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(integer columns, helper aliases) of a pairwise project: strength, choice, criteria."""
     columns: dict[str, Any] = {
-        "row_id": F("id"),
-        "item_key": F("item_id"),
-        "person": F("annotator_id"),
-        "version": Coalesce("guideline__number", Value(MISSING)),
-        "created": EpochSeconds("created_at"),
-        "time_ms": F("time_spent_ms"),
-    }
-    if project.is_pairwise:
-        columns |= _pairwise_columns(project)
-    else:
-        columns |= _sft_columns(project)
-    # Text values are compared in SQL: annotate each as a named text column, then code it.
-    texts, codes = _coded_texts(project)
-    rows = rows.alias(**texts).annotate(**codes, **columns)
-    names = list(columns) + list(codes)
-    return rows.values_list(*names), names
-
-
-def _pairwise_columns(project: Project) -> dict[str, Any]:
-    return {
         "strength_value": Coalesce("strength", Value(MISSING)),
-        "swapped": Case(
-            When(assignment__swapped=True, then=Value(1)),
-            default=Value(0),
-            output_field=IntegerField(),
-        ),
+        "choice_code": reading.Code(F("choice"), report.CHOICES),
     }
+    for index, name in enumerate(project.criteria):
+        # Cast: a key transform's own `=` compares JSON values, and "a" is not valid JSON.
+        text = Cast(KeyTextTransform(name, "criteria"), TextField())
+        columns[f"criterion_{index}"] = reading.Code(text, report.CRITERION_CHOICES)
+    return columns, {}
 
 
-def _sft_columns(project: Project) -> dict[str, Any]:
+def _sft_columns(project: Project) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(integer columns, helper aliases) of an SFT project: the rating and each flag."""
     columns: dict[str, Any] = {"rating_value": Coalesce("rating", Value(MISSING))}
     for index, flag in enumerate(project.flags):
         # Flags are stored as a sorted JSON list of known names: the quoted name appears in
@@ -108,70 +69,55 @@ def _sft_columns(project: Project) -> dict[str, Any]:
             default=Value(0),
             output_field=IntegerField(),
         )
-    return columns
-
-
-def _coded_texts(project: Project) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(text annotations, their integer codes) for the choice and each criterion."""
-    if not project.is_pairwise:
-        return {"flags_text": Cast("flags", TextField())}, {}
-    texts: dict[str, Any] = {"choice_text": F("choice")}
-    codes: dict[str, Any] = {"choice_code": _case("choice_text", report.CHOICES)}
-    for index, name in enumerate(project.criteria):
-        # Cast: a key transform's own `=` compares JSON values, and "a" is not valid JSON.
-        texts[f"criterion_text_{index}"] = Cast(KeyTextTransform(name, "criteria"), TextField())
-        codes[f"criterion_{index}"] = _case(f"criterion_text_{index}", report.CRITERION_CHOICES)
-    return texts, codes
-
-
-def _case(column: str, choices: tuple[str, ...]) -> Case:
-    whens = [When(Q(**{column: value}), then=Value(index)) for index, value in enumerate(choices)]
-    return Case(*whens, default=Value(MISSING), output_field=IntegerField())
-
-
-def _fetch(rows: QuerySet[Annotation], width: int) -> np.ndarray:
-    """The query's rows as an int64 matrix, in one pass."""
-    sql, params = rows.query.sql_with_params()
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            with cursor.copy(f"COPY ({sql}) TO STDOUT", params) as copy:
-                text = b"".join(bytes(chunk) for chunk in copy).decode("ascii")
-            # sep=" " matches any whitespace: COPY's tabs and newlines alike.
-            flat = np.fromstring(text, dtype=np.int64, sep=" ") if text else np.zeros(0)
-        else:
-            cursor.execute(sql, params)
-            flat = np.array(cursor.fetchall(), dtype=np.int64)
-    return flat.astype(np.int64).reshape(-1, width)
+    return columns, {"flags_text": Cast("flags", TextField())}
 
 
 def load_votes(project: Project) -> tuple[Votes, int]:
-    """The project's annotations as vote arrays, and the newest annotation id among them."""
-    rows, names = _columns(project)
-    matrix = _fetch(rows, len(names))
+    """The project's annotations (gold answers left out) as vote arrays, and the newest
+    annotation id among them."""
+    columns, aliases = (_pairwise_columns if project.is_pairwise else _sft_columns)(project)
+    names = [*reading.BASE_COLUMNS, *columns]
+    matrix = reading.fetch(reading.annotation_rows(project, columns, aliases), len(names))
+    # Read after the annotations: a lease exists before its annotation, so every vote read
+    # above finds its assignment in this later read.
+    ids, states = reading.assignment_states(project)
+    state = reading.lookup(matrix[:, names.index("lease")], ids, states)
+    # Gold (honeypot) answers are graded against the gold label, not counted as agreement.
+    counted = (state & reading.GOLD) == 0
+    matrix, state = matrix[counted], state[counted]
     column = {name: matrix[:, index] for index, name in enumerate(names)}
+    votes = Votes(
+        items=column["item_key"],
+        annotators=column["person"],
+        guidelines=reading.guideline_numbers(column["guideline_key"]),
+        created=column["created"],
+        time_ms=column["time_ms"],
+        **_kind_columns(project, column, matrix, names, state),
+    )
+    return votes, int(column["row_id"].max()) if len(matrix) else 0
+
+
+def _kind_columns(
+    project: Project,
+    column: dict[str, np.ndarray],
+    matrix: np.ndarray,
+    names: list[str],
+    state: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The pairwise or SFT columns of `Votes`."""
 
     def prefixed(prefix: str) -> np.ndarray:
         """The columns whose names start with `prefix`, as one votes x columns matrix."""
         return matrix[:, [i for i, name in enumerate(names) if name.startswith(prefix)]]
 
-    votes = Votes(
-        items=column["item_key"],
-        annotators=column["person"],
-        guidelines=column["version"],
-        created=column["created"],
-        time_ms=column["time_ms"],
-        **(
-            {
-                "choices": column["choice_code"],
-                "strengths": column["strength_value"],
-                "swapped": column["swapped"],
-                "criteria": prefixed("criterion_"),
-            }
-            if project.is_pairwise
-            else {"ratings": column["rating_value"], "flags": prefixed("flag_")}
-        ),
-    )
-    return votes, int(column["row_id"].max()) if len(matrix) else 0
+    if not project.is_pairwise:
+        return {"ratings": column["rating_value"], "flags": prefixed("flag_")}
+    return {
+        "choices": column["choice_code"],
+        "strengths": column["strength_value"],
+        "swapped": ((state & reading.SWAPPED) != 0).astype(np.int64),
+        "criteria": prefixed("criterion_"),
+    }
 
 
 def schema_of(project: Project) -> Schema:
@@ -185,7 +131,7 @@ def schema_of(project: Project) -> Schema:
 
 
 def display_names(annotator_ids: np.ndarray) -> dict[int, str]:
-    ids = [int(i) for i in np.unique(annotator_ids)]
+    ids = stats.dense_index(annotator_ids)[0].tolist()
     users = get_user_model().objects.filter(pk__in=ids).values_list("pk", "username")
     return dict(users)
 

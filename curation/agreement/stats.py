@@ -114,9 +114,9 @@ def coincidences(counts: IntArray, multiplicity: IntArray | None = None) -> Floa
     # nothing anyway, and one with none would divide by zero), rather than a copy without them.
     with np.errstate(divide="ignore"):
         weights = np.where(per_unit >= 2, _multiplicity(counts, multiplicity) / (per_unit - 1), 0)
-    counts = counts.astype(np.float64)
-    weighted = counts * weights[:, None]
-    return weighted.T @ counts - np.diag(weighted.sum(axis=0))
+    values = counts.astype(np.float64)
+    weighted = values * weights[:, None]
+    return weighted.T @ values - np.diag(weighted.sum(axis=0))
 
 
 def differences(level: str, domain: FloatArray, marginals: FloatArray) -> FloatArray:
@@ -149,7 +149,7 @@ def krippendorff_alpha(units: IntArray, values: FloatArray, level: str) -> float
 
 
 def alpha_from_counts(
-    counts: IntArray, domain: FloatArray, level: str, multiplicity: IntArray | None = None
+    counts: IntArray, domain: np.ndarray, level: str, multiplicity: IntArray | None = None
 ) -> float | None:
     """Krippendorff's alpha from a units x values table, value code c standing for domain[c]
     (rows standing for `multiplicity` units each, if given).
@@ -217,9 +217,8 @@ def rater_pairs(units: IntArray, raters: IntArray, codes: IntArray) -> PairTable
     """All pairs of votes on the same unit, with the lower rater index first.
 
     Votes grouped by unit sit side by side, so the pairs are vote j with vote j + d for each
-    distance d smaller than the largest number of votes on a unit: a few array passes. Only
-    the grouping matters (each pair is put in rater order afterwards), so votes that arrive
-    grouped, as a table read in item order does, are not sorted at all.
+    distance d smaller than the largest number of votes on a unit. Only the grouping matters
+    (each pair is put in rater order afterwards): votes that arrive grouped are not sorted.
     """
     if len(units) > 1 and np.any(units[1:] < units[:-1]):
         order = np.argsort(units, kind="stable")

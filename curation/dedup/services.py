@@ -219,7 +219,7 @@ def _signatures(
     texts = [item_text(messages) for _, messages in rows]
     shingles = minhash.shingle(texts, mode=config.mode, size=config.ngram)
     values = minhash.signatures(shingles)
-    keys = lsh.band_keys(values)
+    keys = lsh.band_keys(values, lsh.rows_for(run.threshold))
     return [
         ItemSignature(
             item_id=pk,
@@ -255,7 +255,7 @@ def merge(*, run_id: int) -> DedupRun | None:
         return None
     ids, keys, fresh = _stored_keys(run)
     candidates = lsh.candidate_pairs(keys, None if run.full else fresh)
-    pairs = [(int(ids[a]), int(ids[b])) for a, b in candidates]
+    pairs = [(first, second) for first, second in ids[candidates].tolist()]
     verified = _verify(run, _unstored(run, pairs))
     DuplicatePair.objects.bulk_create(verified, batch_size=WRITE_CHUNK, ignore_conflicts=True)
     with transaction.atomic():
@@ -297,7 +297,8 @@ def _stored_keys(run: DedupRun) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ids.append(item_id)
         keys.append(bytes(band_keys))
         fresh.append(signed_by == run.pk)
-    matrix = np.frombuffer(b"".join(keys), dtype="<u8").reshape(len(ids), lsh.BANDS)
+    bands = minhash.NUM_PERM // lsh.rows_for(run.threshold)
+    matrix = np.frombuffer(b"".join(keys), dtype="<u8").reshape(len(ids), bands)
     return np.array(ids, dtype=np.int64), matrix, np.array(fresh, dtype=bool)
 
 
@@ -313,30 +314,31 @@ def _unstored(run: DedupRun, pairs: list[tuple[int, int]]) -> list[tuple[int, in
 
 def _verify(run: DedupRun, pairs: list[tuple[int, int]]) -> list[DuplicatePair]:
     """Exact Jaccard of each candidate pair's shingle sets; keep those at the threshold."""
+    if not pairs:
+        return []
     config = config_for(run.project)
-    involved = sorted({pk for pair in pairs for pk in pair})
-    sets: dict[int, np.ndarray] = {}
+    ids = np.array(pairs, dtype=np.int64)
+    involved = minhash.sorted_unique(ids)
+    texts: list[str] = []
     for start in range(0, len(involved), SIGN_CHUNK):
-        chunk = involved[start : start + SIGN_CHUNK]
-        rows = Item.objects.filter(pk__in=chunk).values_list("pk", "messages")
-        loaded = dict(rows)
-        texts = [item_text(loaded[pk]) for pk in chunk]
-        shingles = minhash.shingle(texts, mode=config.mode, size=config.ngram)
-        sets.update((pk, np.unique(shingles.of(index))) for index, pk in enumerate(chunk))
-    verified = []
-    for first, second in pairs:
-        similarity = minhash.jaccard(sets[first], sets[second])
-        if similarity >= run.threshold:
-            verified.append(
-                DuplicatePair(
-                    project_id=run.project_id,
-                    first_id=first,
-                    second_id=second,
-                    similarity=similarity,
-                    fingerprint=run.fingerprint,
-                )
-            )
-    return verified
+        chunk = involved[start : start + SIGN_CHUNK].tolist()
+        loaded = dict(Item.objects.filter(pk__in=chunk).values_list("pk", "messages"))
+        texts.extend(item_text(loaded[pk]) for pk in chunk)
+    shingles = minhash.shingle(texts, mode=config.mode, size=config.ngram)
+    similarity = minhash.similarities(shingles, np.searchsorted(involved, ids))
+    keep = np.flatnonzero(similarity >= run.threshold)
+    return [
+        DuplicatePair(
+            project_id=run.project_id,
+            first_id=first,
+            second_id=second,
+            similarity=value,
+            fingerprint=run.fingerprint,
+        )
+        for (first, second), value in zip(
+            ids[keep].tolist(), similarity[keep].tolist(), strict=True
+        )
+    ]
 
 
 def _write_groups(run: DedupRun) -> None:

@@ -18,9 +18,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from labeling.access import own_review_task
 from labeling.api import serializers as s
 from labeling.api.permissions import ADMINS, MEMBERS, REVIEWERS, ProjectScoped, lease_for
-from labeling.access import own_review_task
 from labeling.models import (
     Annotation,
     AnnotationVerdict,
@@ -404,7 +404,7 @@ class ReviewSubmit(ProjectScoped, ApiView):
         return Response(body, status=code)
 
 
-class GoldList(ProjectScoped, generics.ListAPIView[GoldLabel]):
+class GoldList(ProjectScoped, ApiView, generics.ListAPIView[GoldLabel]):
     """Gold items and their expected labels (admins). POST marks an item gold."""
 
     read_roles = ADMINS
@@ -416,13 +416,15 @@ class GoldList(ProjectScoped, generics.ListAPIView[GoldLabel]):
         return labels.order_by("-pk")
 
     @extend_schema(
-        request=s.MarkGoldSerializer, responses={201: s.GoldLabelSerializer, 400: s.DetailSerializer}
+        request=s.MarkGoldSerializer,
+        responses={201: s.GoldLabelSerializer, 400: s.DetailSerializer},
     )
     def post(self, request: Request, slug: str) -> Response:
+        project = self.membership.project  # the role check comes before validation
         fields = s.MarkGoldSerializer(data=request.data)
         fields.is_valid(raise_exception=True)
         expected = dict(fields.validated_data)
-        item = get_object_or_404(self.membership.project.items, pk=expected.pop("item"))
+        item = get_object_or_404(project.items, pk=expected.pop("item"))
         label = gold.mark_gold(item=item, created_by=request.user, **expected)
         return Response(s.GoldLabelSerializer(label).data, status=status.HTTP_201_CREATED)
 

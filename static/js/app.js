@@ -5,23 +5,36 @@
 
   // Active time on the current item: counts only while the tab is visible and the annotator
   // has touched the page within the last minute, not wall time between claim and submit.
+  // Time is credited when something happens (a tick, an input, a visibility change) for the
+  // span since the last such moment, and only the part of it that was visible and within a
+  // minute of the last input: a laptop that slept, or a hidden tab whose timers were
+  // throttled, adds nothing when the annotator comes back.
   const IDLE_AFTER_MS = 60000;
   let activeMs = 0;
-  let lastActivity = Date.now();
   let lastTick = Date.now();
+  let activeUntil = Date.now() + IDLE_AFTER_MS;
+  let visible = document.visibilityState === "visible";
 
   function tick() {
     const now = Date.now();
-    if (document.visibilityState === "visible" && now - lastActivity < IDLE_AFTER_MS) {
-      activeMs += now - lastTick;
-    }
+    if (visible) { activeMs += Math.max(0, Math.min(now, activeUntil) - lastTick); }
     lastTick = now;
+  }
+  function restartClock() {
+    activeMs = 0; lastTick = Date.now(); activeUntil = lastTick + IDLE_AFTER_MS;
   }
   setInterval(tick, 1000);
   ["keydown", "mousemove", "mousedown", "scroll", "input"].forEach(function (type) {
-    document.addEventListener(type, function () { lastActivity = Date.now(); }, { passive: true });
+    document.addEventListener(type, function () {
+      tick();
+      activeUntil = Date.now() + IDLE_AFTER_MS;
+    }, { passive: true, capture: true });
   });
-  document.addEventListener("visibilitychange", tick);
+  document.addEventListener("visibilitychange", function () {
+    tick();
+    visible = document.visibilityState === "visible";
+    if (visible) { activeUntil = Date.now() + IDLE_AFTER_MS; }
+  });
 
   function annotationForm() { return document.getElementById("annotation-form"); }
 
@@ -96,7 +109,7 @@
   // A new item arrived: restart the clock and put the focus where the keyboard expects it.
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "work") {
-      activeMs = 0; lastTick = Date.now(); lastActivity = Date.now();
+      restartClock();
       const focus = document.querySelector("#work [autofocus]") || document.getElementById("work");
       if (focus && focus.focus) { focus.focus({ preventScroll: true }); }
       window.scrollTo({ top: 0 });

@@ -267,3 +267,39 @@ def test_an_import_starts_a_dedup_run(sft_project, tmp_path, django_capture_on_c
         ("sft-demo", "import", "queued")
     ]
     assert DuplicateGroup.objects.count() == 0
+
+
+def test_the_beat_resumes_only_stalled_steps(corpus, sft_project, monkeypatch):
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from curation.dedup import tasks
+    from curation.models import DedupBatch
+
+    # given a signing run with a pending, a fresh, a stalled and a done batch
+    entry = settings.CELERY_BEAT_SCHEDULE["resume-dedup-runs"]
+    assert entry["task"] == "curation.dedup.tasks.resume_dedup_runs" == tasks.resume_dedup_runs.name
+    live = DedupRun.objects.create(
+        project=sft_project, trigger="import", status="signing", batches=4, batches_done=1
+    )
+    stale = timezone.now() - timedelta(seconds=services.LEASE_SECONDS + 1)
+    states = [("pending", None), ("running", timezone.now()), ("running", stale), ("done", stale)]
+    batches = [
+        DedupBatch.objects.create(
+            run=live, number=n, first_item=1, last_item=1, items=1, status=s, claimed_at=at
+        )
+        for n, (s, at) in enumerate(states)
+    ]
+    queued: list[tuple[str, int]] = []
+    for task in (tasks.plan_dedup, tasks.sign_dedup_batch, tasks.merge_dedup):
+        monkeypatch.setattr(task, "delay_on_commit", lambda pk, n=task.name: queued.append((n, pk)))
+    # when the beat runs the task
+    seen = tasks.resume_dedup_runs()
+    # then only the pending and the stalled batch are queued again, and nothing else changed
+    sign = "curation.dedup.tasks.sign_dedup_batch"
+    assert (seen, queued) == (1, [(sign, batches[0].pk), (sign, batches[2].pk)])
+    assert list(DedupBatch.objects.order_by("number").values_list("status", flat=True)) == [
+        "pending", "running", "running", "done"
+    ]  # fmt: skip

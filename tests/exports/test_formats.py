@@ -159,3 +159,35 @@ def test_encode_is_sorted_compact_utf8_and_one_line():
     assert line == b'{"a":1.0,"b":"\xc3\x9f\\u2028"}\n'
     assert json.loads(line) == {"a": 1.0, "b": "ß\u2028"}
     assert line.decode().splitlines() == [line.decode().rstrip("\n")]
+
+
+TRICKY = 'Quote " backslash \\ tab\t newline\n nul\x00 é 字 \u2028 \u2029 \U0001f600 \x7f \xa0'
+PAIR_FORMATS = {"dpo": formats.dpo, "rm": formats.rm, "openai-dpo": formats.openai_dpo}
+
+
+def _reference_lines(pair: Preference, name: str, style: str, bare: bool) -> list[bytes]:
+    """What the exporter wrote before pair_rows: a body dict per row, json.dumps'd."""
+    if name == "kto":
+        sides = ((pair.chosen, "chosen", True), (pair.rejected, "rejected", False))
+        rows = [Completion(f"{pair.key}/{n}", pair.prompt, t, pair.meta, d) for t, n, d in sides]
+        bodies = [(formats.kto(row, style), row.key) for row in rows]
+    else:
+        bodies = [(PAIR_FORMATS[name](pair, style), pair.key)]
+    return [
+        formats.encode(formats.envelope(body, key=key, meta=pair.meta, bare=bare))
+        for body, key in bodies
+    ]
+
+
+def test_pair_rows_encode_to_the_bytes_of_the_body_dicts():
+    meta = {"item": 7, "votes": {"a": 2, "b": 1, "tie": 0, "both_bad": 0}, "note": TRICKY}
+    prompts = [(USER,), ({"role": "user", "content": TRICKY},), (SYSTEM, USER)]
+    for prompt in prompts:
+        pair = Preference(f"k/{TRICKY}", prompt, TRICKY, "B\u2028", 0.6667, meta | {"x": 1.5})
+        for name in ("dpo", "rm", "openai-dpo", "kto"):
+            for style in (formats.CONVERSATIONAL, formats.STANDARD):
+                for bare in (True, False):
+                    rows = formats.pair_rows(pair, name, style, bare=bare)
+                    expected = _reference_lines(pair, name, style, bare)
+                    assert [formats.encode(row) for row in rows] == expected
+                    assert all(line.count(b"\n") == 1 for line in expected)

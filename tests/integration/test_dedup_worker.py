@@ -22,7 +22,8 @@ from tests.conftest import require_redis
 from tests.curation.test_dedup import report, run
 from tests.integration.test_worker import ROOT, _database_url
 
-ITEMS, BATCH = 4000, 40
+# 30 batches: enough that the kill lands mid-run (after 2), few enough for seconds, not minutes.
+ITEMS, BATCH = 1200, 40
 LEASE = 1
 
 
@@ -63,7 +64,7 @@ def _wait(predicate, timeout: float, what: str):
     while time.monotonic() < deadline:
         if value := predicate():
             return value
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise AssertionError(f"{what} within {timeout} s")
 
 
@@ -79,8 +80,8 @@ def test_a_killed_worker_s_run_is_finished_by_the_next_one(
     try:
         started = services.start_dedup(project=sft_project, trigger="button", batch_size=BATCH)
         _wait(
-            lambda: DedupRun.objects.get(pk=started.pk).batches_done >= 5,
-            120,
+            lambda: DedupRun.objects.get(pk=started.pk).batches_done >= 2,
+            60,
             "no batch was signed",
         )
         first.send_signal(signal.SIGKILL)
@@ -94,7 +95,7 @@ def test_a_killed_worker_s_run_is_finished_by_the_next_one(
     try:
         done = _wait(
             lambda: DedupRun.objects.filter(pk=started.pk, status="succeeded").first(),
-            240,
+            120,
             "the run did not finish",
         )
     finally:
