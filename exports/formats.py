@@ -11,6 +11,7 @@ standard style all of them are plain strings.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -190,7 +191,7 @@ def _line(fields: dict[str, str], key: str, meta: Mapping[str, Any], bare: bool)
     """`fields` with `id` and `meta` unless bare."""
     if not bare:
         fields["id"] = _json(key)
-        fields["meta"] = _dumps(meta)
+        fields["meta"] = _meta_json(meta)
     return Encoded(fields)
 
 
@@ -215,10 +216,39 @@ def _json(value: Any) -> str:
     return json_string(value) if type(value) is str else _dumps(value)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(
-        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-    )
+# json.dumps(value, **these options) builds an encoder per call; one made once does the same.
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+)
+_dumps = _ENCODER.encode
+MAJORITY_META = frozenset(("agreement", "chosen", "item", "strength", "votes"))
+VOTE_KEYS = frozenset(("a", "b", "both_bad", "tie"))
+
+
+def _meta_json(meta: Mapping[str, Any]) -> str:
+    """`_dumps(meta)`; a majority pair's meta (most rows) is filled into a template instead."""
+    votes = meta.get("votes")
+    if (
+        meta.keys() == MAJORITY_META
+        and type(meta["item"]) is int
+        and type(meta["chosen"]) is str
+        and _finite(meta["agreement"])
+        and _finite(meta["strength"])
+        and type(votes) is dict
+        and votes.keys() == VOTE_KEYS
+        and all(type(count) is int for count in votes.values())
+    ):
+        return (
+            f'{{"agreement":{meta["agreement"]!r},"chosen":{json_string(meta["chosen"])},'
+            f'"item":{meta["item"]},"strength":{meta["strength"]!r},"votes":{{"a":{votes["a"]},'
+            f'"b":{votes["b"]},"both_bad":{votes["both_bad"]},"tie":{votes["tie"]}}}}}'
+        )
+    return _dumps(meta)
+
+
+def _finite(value: Any) -> bool:
+    # A float's repr is its JSON; NaN and infinities are refused, as allow_nan=False does.
+    return type(value) is float and math.isfinite(value)
 
 
 def _one_line(text: str) -> bytes:

@@ -76,6 +76,8 @@ class Pipeline:
     def __init__(self, spec: ExportSpec) -> None:
         self.spec = spec
         self.stats = Stats(dropped=_dropped_for(spec))
+        # The annotation filters' rules in the order they are checked, item status aside.
+        self.filter_rules = spec.filters.rules()[1:]
 
     @property
     def tallies(self) -> bool:
@@ -118,11 +120,6 @@ class Pipeline:
                 self.stats.add_pair(pair)
                 for line in self._pair_lines(pair):
                     yield split, line
-
-    @property
-    def filter_rules(self) -> tuple[str, ...]:
-        """The annotation filters' rules in the order they are checked, item status aside."""
-        return self.spec.filters.rules()[1:]
 
     def _usable(self, item: ItemRecord) -> tuple[AnnotationRecord, ...]:
         dropped = self.stats.dropped

@@ -4,9 +4,10 @@ Bands: the 128 MinHash values of a signature are cut into BANDS bands of ROWS ro
 become a candidate pair when all rows of at least one band agree. The probability of that for
 Jaccard similarity s is 1 - (1 - s**ROWS)**BANDS: for 16 x 8, 0.947 at exactly s = 0.8, 0.994
 at 0.85 and 0.9999 at 0.9; datasketch's default split for threshold 0.8 (9 x 13) gives 0.40,
-0.69 and 0.93. Over the pairs at or above 0.8 of the benchmark corpus, 16 x 8 finds 99.6% and
-9 x 13 87% (docs/curation.md). Every candidate pair is then verified by exact Jaccard,
-so the low rows per band cost verification time, never precision.
+0.69 and 0.93. Over the pairs at or above 0.8 of the benchmark corpus, 16 x 8 finds 99.4-99.6%
+and 9 x 13 87% (docs/curation.md). Lower thresholds use fewer rows a band (`rows_for`). Every
+candidate pair is then verified by exact Jaccard, so the low rows per band cost verification
+time, never precision.
 """
 
 from __future__ import annotations

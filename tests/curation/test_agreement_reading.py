@@ -1,4 +1,4 @@
-"""The fast paths behind a report: dense indexes, compressed unit tables, the binary COPY reader.
+"""The fast paths behind a report: dense indexes, compressed unit tables, the packed reader.
 
 Each is checked against the plain computation it replaces (np.unique, the full units x values
 table, the cursor's rows), so the report's numbers cannot drift from the reference packages.
@@ -83,37 +83,14 @@ def test_lookup_by_id(span):
     assert found.tolist() == [2, 0, 3, 1, 3]
 
 
-def binary_copy(rows, nulls=()):
-    """A binary COPY stream of bigint rows, as PostgreSQL writes it."""
-    out = [reading.COPY_SIGNATURE, struct.pack(">ii", 0, 0)]
-    for row in rows:
-        out.append(struct.pack(">h", len(row)))
-        for index, value in enumerate(row):
-            if index in nulls:
-                out.append(struct.pack(">i", -1))
-            else:
-                out.append(struct.pack(">iq", 8, value))
-    out.append(struct.pack(">h", -1))
-    return b"".join(out)
-
-
-@pytest.mark.parametrize("piece", [1, 7, 10**6])
-def test_parse_binary_copy_in_any_chunks(monkeypatch, piece):
-    monkeypatch.setattr(reading, "CHUNK_BYTES", 64)  # parse many times along the way
+def test_unpack_columns_of_big_endian_int64s():
     rows = [(n, -n, 2**40 + n) for n in range(50)]
-    data = binary_copy(rows)
+    packed = [struct.pack(f">{len(rows)}q", *column) for column in zip(*rows, strict=True)]
 
-    matrix = reading.parse_binary_copy((data[i : i + piece] for i in range(0, len(data), piece)), 3)
-
-    assert matrix.tolist() == [list(row) for row in rows]
-    assert reading.parse_binary_copy([binary_copy([])], 3).shape == (0, 3)
-
-
-def test_parse_binary_copy_refuses_nulls_and_cut_streams():
-    with pytest.raises(ValueError, match="non-NULL"):
-        reading.parse_binary_copy([binary_copy([(1, 2)] * 3, nulls={1})], 2)
-    with pytest.raises(ValueError, match="trailer"):
-        reading.parse_binary_copy([binary_copy([(1, 2)])[:-2]], 2)
+    assert reading.unpack_columns(packed, 3).tolist() == [list(row) for row in rows]
+    assert reading.unpack_columns((None, None, None), 3).shape == (0, 3)
+    with pytest.raises(ValueError, match="lengths"):
+        reading.unpack_columns([packed[0], packed[1][:-8], packed[2]], 3)
 
 
 @pytest.fixture
@@ -140,15 +117,23 @@ def test_load_votes_leaves_out_gold_and_keeps_the_lease(mixed_project):
     assert sorted(votes.criteria[:, 0].tolist()) == [-1] * 17 + [0] * 6
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="binary COPY is PostgreSQL's")
-def test_binary_copy_reads_what_the_cursor_reads(mixed_project, monkeypatch):
-    monkeypatch.setattr(reading, "CHUNK_BYTES", 100)  # the chunked path, on a small project
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the packed read is PostgreSQL's")
+def test_packed_read_gives_what_the_cursor_reads(mixed_project):
     columns, aliases = services._pairwise_columns(mixed_project)
     rows = reading.annotation_rows(mixed_project, columns, aliases)
     width = len(reading.BASE_COLUMNS) + len(columns)
 
-    copied = reading.fetch(rows, width)
+    packed = reading.fetch(rows, width)
 
     plain = np.array(list(rows), dtype=np.int64)
-    assert sorted(copied.tolist()) == sorted(plain.tolist())
-    assert len(copied) == 24
+    assert sorted(packed.tolist()) == sorted(plain.tolist())
+    assert len(packed) == 24
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the packed read is PostgreSQL's")
+def test_packed_read_of_no_rows(db):
+    project = PairwiseProjectFactory(slug="empty")
+
+    votes, last_id = services.load_votes(project)
+
+    assert (len(votes), last_id) == (0, 0)

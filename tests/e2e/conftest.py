@@ -94,7 +94,8 @@ def browser_page(chromium, live_server):
     page.on("pageerror", lambda error: recorded.problems.append(f"page error: {error}"))
     page.on(
         "response",
-        lambda response: recorded.statuses.__setitem__(
+        # The first answer per URL: a later reload may rightly answer 304 from the cache.
+        lambda response: recorded.statuses.setdefault(
             response.url.removeprefix(live_server.url), response.status
         ),
     )

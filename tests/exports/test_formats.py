@@ -1,5 +1,6 @@
 """Formats: rows in, the exact objects TRL and OpenAI read out. No database."""
 
+import itertools
 import json
 from datetime import UTC, datetime
 
@@ -180,10 +181,16 @@ def _reference_lines(pair: Preference, name: str, style: str, bare: bool) -> lis
 
 
 def test_pair_rows_encode_to_the_bytes_of_the_body_dicts():
-    meta = {"item": 7, "votes": {"a": 2, "b": 1, "tie": 0, "both_bad": 0}, "note": TRICKY}
+    votes = {"a": 2, "b": 1, "tie": 0, "both_bad": 0}
+    majority = {"item": 7, "votes": votes, "agreement": 0.6667, "chosen": "a", "strength": 2.0}
+    metas = [
+        majority,
+        majority | {"agreement": 1, "chosen": TRICKY},  # an int: not the template's shape
+        {"item": 7, "votes": votes, "note": TRICKY, "adjudicated": True, "x": 1.5},
+    ]
     prompts = [(USER,), ({"role": "user", "content": TRICKY},), (SYSTEM, USER)]
-    for prompt in prompts:
-        pair = Preference(f"k/{TRICKY}", prompt, TRICKY, "B\u2028", 0.6667, meta | {"x": 1.5})
+    for prompt, meta in itertools.product(prompts, metas):
+        pair = Preference(f"k/{TRICKY}", prompt, TRICKY, "B\u2028", 0.6667, meta)
         for name in ("dpo", "rm", "openai-dpo", "kto"):
             for style in (formats.CONVERSATIONAL, formats.STANDARD):
                 for bare in (True, False):

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 def mixed(votes_project, judges):
     """Majorities, ties, both_bad, no strength, guideline versions, an inactive item, a system
     prompt from metadata, an item with one response and one with a single vote."""
-    alice, bob, carol = judges
+    alice = judges[0]
     v1, v2 = (GuidelineFactory(project=votes_project, number=n) for n in (1, 2))
     system = {"metadata": {"system": "Be brief."}}
     items = [
