@@ -232,6 +232,9 @@ CELERY_TASK_ROUTES = {
     "labeling.tasks.*": {"queue": "default"},
     "exports.tasks.*": {"queue": "default"},
     "curation.*": {"queue": "cpu"},
+    # The reaper must not wait behind a training on the one-slot GPU worker (the first
+    # matching route wins, so it comes before the app's).
+    "finetune.tasks.fail_stale_runs": {"queue": "default"},
     "finetune.*": {"queue": "gpu"},
 }
 CELERY_TASK_SOFT_TIME_LIMIT = 3600
@@ -254,6 +257,20 @@ CELERY_BEAT_SCHEDULE = {
     "resume-dedup-runs": {
         "task": "curation.dedup.tasks.resume_dedup_runs",
         "schedule": 300.0,
+    },
+    # The same for import and export jobs (taken over after the hard time limit) and for
+    # finetune runs whose worker stopped its heartbeat.
+    "requeue-abandoned-imports": {
+        "task": "labeling.tasks.requeue_abandoned_imports",
+        "schedule": 300.0,
+    },
+    "requeue-abandoned-exports": {
+        "task": "exports.tasks.requeue_abandoned_exports",
+        "schedule": 300.0,
+    },
+    "fail-stale-finetune-runs": {
+        "task": "finetune.tasks.fail_stale_runs",
+        "schedule": 60.0,
     },
 }
 

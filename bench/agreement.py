@@ -249,7 +249,9 @@ def _annotation_rows(project: Any, bases: dict[str, int], votes: dict) -> io.Str
         out.write(
             f"{bases['annotation'] + n}\t{bases['assignment'] + n}\t{project.pk}"
             f"\t{bases['item'] + item}"
-            f"\t{users[person]}\t{uuid.UUID(int=n)}\t{guidelines[version]}\t\t\t[]\t\t{label}"
+            # The client id is unique per annotator: derive it from the row id, unique across runs.
+            f"\t{users[person]}\t{uuid.UUID(int=bases['annotation'] + n)}"
+            f"\t{guidelines[version]}\t\t\t[]\t\t{label}"
             f"\t{strength if choice < 2 else NULL}\t\t{criteria}\t{ms}\t{day}+00\n"
         )
     return out

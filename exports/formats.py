@@ -155,44 +155,63 @@ def pair_rows(pair: Preference, format: str, style: str, *, bare: bool) -> list[
     ...))` and the like, built from each text's JSON string, made once, instead of a dict per
     row; KTO gives the chosen answer as desirable and the other not. The JSON strings are most
     of an export's work (docs/benchmarks.md); tests/exports/test_formats.py compares the two."""
+    meta = "" if bare else _meta_json(pair.meta)
+    fields = pair_fields(
+        pair.key, pair.prompt, pair.chosen, pair.rejected, pair.margin, meta, format, style, bare
+    )
+    return [Encoded(row) for row in fields]
+
+
+def pair_fields(
+    key: str,
+    prompt: Sequence[Message],
+    chosen_text: str,
+    rejected_text: str,
+    margin: float,
+    meta: str,
+    format: str,
+    style: str,
+    bare: bool,
+) -> list[dict[str, str]]:
+    """`pair_rows` from a pair's parts, `meta` as JSON already (`majority_meta_json`): the
+    fields (name -> JSON text) of each row, for `encode_fields`; no record is built."""
     answer = _answer_json(CONVERSATIONAL if format == "openai-dpo" else style)
-    chosen, rejected = answer(pair.chosen), answer(pair.rejected)
+    chosen, rejected = answer(chosen_text), answer(rejected_text)
     if format == "kto":
-        prompt = _prompt_json(pair.prompt, style)
+        prompt_json = _prompt_json(prompt, style)
         return [
             _line(
-                {"prompt": prompt, "completion": chosen, "label": "true"},
-                f"{pair.key}/chosen",
-                pair.meta,
+                {"prompt": prompt_json, "completion": chosen, "label": "true"},
+                f"{key}/chosen",
+                meta,
                 bare,
             ),
             _line(
-                {"prompt": prompt, "completion": rejected, "label": "false"},
-                f"{pair.key}/rejected",
-                pair.meta,
+                {"prompt": prompt_json, "completion": rejected, "label": "false"},
+                f"{key}/rejected",
+                meta,
                 bare,
             ),
         ]
     if format == "openai-dpo":
-        prompt = '{"messages":' + _messages_json(pair.prompt) + "}"
-        fields = {"input": prompt, "preferred_output": chosen, "non_preferred_output": rejected}
-    else:
         fields = {
-            "prompt": _prompt_json(pair.prompt, style),
-            "chosen": chosen,
-            "rejected": rejected,
+            "input": '{"messages":' + _messages_json(prompt) + "}",
+            "preferred_output": chosen,
+            "non_preferred_output": rejected,
         }
+    else:
+        fields = {"prompt": _prompt_json(prompt, style), "chosen": chosen, "rejected": rejected}
         if format == "rm":
-            fields["margin"] = _dumps(pair.margin)
-    return [_line(fields, pair.key, pair.meta, bare)]
+            fields["margin"] = _dumps(margin)
+    return [_line(fields, key, meta, bare)]
 
 
-def _line(fields: dict[str, str], key: str, meta: Mapping[str, Any], bare: bool) -> Encoded:
-    """`fields` with `id` and `meta` unless bare."""
+def _line(fields: dict[str, str], key: str, meta: str, bare: bool) -> dict[str, str]:
+    """`fields` with `id` and `meta` (JSON) unless bare."""
     if not bare:
         fields["id"] = _json(key)
-        fields["meta"] = _meta_json(meta)
-    return Encoded(fields)
+        fields["meta"] = meta
+    return fields
 
 
 def _prompt_json(prompt: Sequence[Message], style: str) -> str:
@@ -238,12 +257,35 @@ def _meta_json(meta: Mapping[str, Any]) -> str:
         and votes.keys() == VOTE_KEYS
         and all(type(count) is int for count in votes.values())
     ):
-        return (
-            f'{{"agreement":{meta["agreement"]!r},"chosen":{json_string(meta["chosen"])},'
-            f'"item":{meta["item"]},"strength":{meta["strength"]!r},"votes":{{"a":{votes["a"]},'
-            f'"b":{votes["b"]},"both_bad":{votes["both_bad"]},"tie":{votes["tie"]}}}}}'
+        return majority_meta_json(
+            meta["item"],
+            votes["a"],
+            votes["b"],
+            votes["tie"],
+            votes["both_bad"],
+            meta["agreement"],
+            meta["chosen"],
+            meta["strength"],
         )
     return _dumps(meta)
+
+
+def majority_meta_json(
+    item: int,
+    a: int,
+    b: int,
+    tie: int,
+    both_bad: int,
+    agreement: float,
+    chosen: str,
+    strength: float,
+) -> str:
+    """The JSON of a majority pair's meta, {"item", "votes", "agreement", "chosen", "strength"}
+    with int counts and finite floats, as `_dumps` writes it."""
+    return (
+        f'{{"agreement":{agreement!r},"chosen":{json_string(chosen)},"item":{item},'
+        f'"strength":{strength!r},"votes":{{"a":{a},"b":{b},"both_bad":{both_bad},"tie":{tie}}}}}'
+    )
 
 
 def _finite(value: Any) -> bool:
@@ -262,9 +304,12 @@ def encode(row: Body | Encoded) -> bytes:
     JavaScript readers break lines on them; escaping keeps every row on exactly one line.
     """
     if type(row) is Encoded:
-        # Names are plain identifiers (nothing to escape), sorted as json.dumps sorts keys.
-        fields = row.fields
-        text = "{" + ",".join([f'"{name}":{fields[name]}' for name in sorted(fields)]) + "}"
-    else:
-        text = _dumps(row)
+        return encode_fields(row.fields)
+    return _one_line(_dumps(row))
+
+
+def encode_fields(fields: dict[str, str]) -> bytes:
+    """`encode` of a row whose values are JSON already (name -> JSON text)."""
+    # Names are plain identifiers (nothing to escape), sorted as json.dumps sorts keys.
+    text = "{" + ",".join([f'"{name}":{fields[name]}' for name in sorted(fields)]) + "}"
     return _one_line(text)

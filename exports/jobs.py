@@ -92,6 +92,18 @@ def run_job(*, export_id: int) -> None:
     logger.info("export.finished", extra={"export_id": export_id})
 
 
+def abandoned_jobs() -> list[int]:
+    """Jobs still "running" past the task's hard time limit: their worker died.
+
+    A pool child killed by the time limit or the OOM killer gets its message acked, so no
+    redelivery comes to take the job over; the periodic task queues these again, and
+    `run_job` takes each over by its compare-and-set.
+    """
+    since = timezone.now() - _HARD_LIMIT
+    rows = Export.objects.filter(status=Export.Status.RUNNING, started_at__lt=since)
+    return list(rows.values_list("pk", flat=True)[:100])
+
+
 def _run(export: Export, progress: JobProgress) -> None:
     facts, spec = services.prepare(export.project, from_json(export.options))
     # The directory is the job's own: files of an abandoned attempt are replaced.

@@ -15,8 +15,8 @@ from exports import formats, policies
 from exports.formats import Body
 from exports.options import PAIRWISE_KIND, RAW, ExportSpec
 from exports.policies import Dropped
-from exports.rows import ACTIVE, AnnotationRecord, Completion, ItemRecord, Preference
-from exports.tallies import TalliedItem, VoteSummary
+from exports.rows import ACCEPT, ACTIVE, AnnotationRecord, Completion, ItemRecord, Preference
+from exports.tallies import TalliedRow, Tally
 
 COMPLETION_FORMATS: dict[str, Callable[[Completion, str], Body]] = {
     "sft": formats.sft,
@@ -41,24 +41,28 @@ class Stats:
             self.guideline_versions.add(annotation.guideline_version)
             self.annotators.add(annotation.annotator_id)
 
-    def saw_tallied(self, votes: VoteSummary) -> None:
-        """`saw` for judgements counted by the database; consecutive items usually share their
-        annotators and versions, so a string seen just before is not parsed again."""
-        if votes.annotators != self._last_annotators:
-            self._last_annotators = votes.annotators
-            self.annotators.update(map(int, votes.annotators.split(",")))
-        if votes.versions and votes.versions != self._last_versions:
-            self._last_versions = votes.versions
-            self.guideline_versions.update(map(int, votes.versions.split(",")))
-        if votes.unversioned:
+    def saw_tallied(self, annotators: str, versions: str, unversioned: int) -> None:
+        """`saw` for judgements counted by the database: the kept judgements' annotator ids and
+        guideline versions, comma-separated, and how many had no version. Consecutive items
+        usually share them, so a string seen just before is not parsed again."""
+        if annotators != self._last_annotators:
+            self._last_annotators = annotators
+            self.annotators.update(map(int, annotators.split(",")))
+        if versions and versions != self._last_versions:
+            self._last_versions = versions
+            self.guideline_versions.update(map(int, versions.split(",")))
+        if unversioned:
             self.guideline_versions.add(None)
 
     def add_pair(self, pair: Preference) -> None:
         agreement = pair.meta.get("agreement")
         if agreement is not None:
-            self.pairs += 1
-            self.agreement_sum += agreement
-            self.unanimous += agreement == 1
+            self.add_agreement(agreement)
+
+    def add_agreement(self, agreement: float) -> None:
+        self.pairs += 1
+        self.agreement_sum += agreement
+        self.unanimous += agreement == 1
 
     def agreement(self) -> dict[str, Any] | None:
         """Agreement among the aggregated pairs exported; None when nothing was aggregated."""
@@ -94,32 +98,64 @@ class Pipeline:
         for line in self._lines(item, kept):
             yield split, line
 
-    def lines_of_tallied(self, tallied: TalliedItem) -> Iterator[tuple[str, bytes]]:
-        """`lines` for an item whose votes the database counted: the same checks, in the same
-        order, on counts instead of records."""
-        item, votes, dropped = tallied.item, tallied.votes, self.stats.dropped
-        policy = self.spec.pairs
+    def lines_of_tallied(self, row: TalliedRow) -> Iterator[tuple[str, bytes]]:
+        """`lines` for an item whose votes the database counted (`reading.read_tallied`): the
+        same checks, in the same order, on counts instead of records, and for an unreviewed
+        item (nearly all) the line built from the row's values, with no record in between."""
+        pk, external_id, messages, metadata, status, group, texts, review, counts = row
+        spec, dropped = self.spec, self.stats.dropped
+        policy = spec.pairs
         if policy is None:
             raise ValueError("votes counted per item make pairs only")
-        if item.status != ACTIVE:
-            dropped.annotation(policies.ITEM_STATUS, votes.total)
+        if status != ACTIVE:
+            dropped.annotation(policies.ITEM_STATUS, counts[0])
             return
-        for rule, count in zip(self.filter_rules, votes.filtered, strict=True):
-            if count:
-                dropped.annotation(rule, count)
-        if not votes.kept:
+        rules = self.filter_rules
+        if rules:
+            for rule, count in zip(rules, counts[1 : 1 + len(rules)], strict=True):
+                if count:
+                    dropped.annotation(rule, count)
+        kept, a, b, tie, both_bad, strength_a, strength_b, annotators, versions, unversioned = (
+            counts[1 + len(rules) :]
+        )
+        if not kept:
             return
-        if not formats.representable(item.prompt, self.spec.style):
+        # with_system keeps only role and content, which is all a line reads of a message.
+        prompt = formats.with_system(messages, metadata) if "system" in metadata else messages
+        if not formats.representable(prompt, spec.style):
             dropped.item(policies.NEEDS_CONVERSATIONAL)
             return
-        self.stats.saw_tallied(votes)
-        pairs = policies.majority(item, votes.tally, policy, dropped)
-        if pairs:
-            split = self.spec.splitter.split_of(item.group)
-            for pair in pairs:
-                self.stats.add_pair(pair)
-                for line in self._pair_lines(pair):
-                    yield split, line
+        self.stats.saw_tallied(annotators or "", versions or "", unversioned)
+        tally = Tally(a, b, tie, both_bad, strength_a or 0, strength_b or 0)
+        key = external_id or f"item-{pk}"
+        if len(texts) != 2 or (review is not None and review.decision != ACCEPT):
+            # Missing responses or a reviewer's decision: the policy on a record (rare).
+            item = ItemRecord(pk, key, tuple(prompt), group, status, tuple(texts), review=review)
+            pairs = policies.majority(item, tally, policy, dropped)
+            if pairs:
+                split = spec.splitter.split_of(group)
+                for pair in pairs:
+                    self.stats.add_pair(pair)
+                    for line in self._pair_lines(pair):
+                        yield split, line
+            return
+        decision = policies.decide(tally, policy, dropped)
+        if decision is None:
+            return
+        winner, agreement, strength = decision
+        self.stats.add_agreement(agreement)
+        split = spec.splitter.split_of(group)
+        first, second = texts
+        chosen, rejected = (first, second) if winner == "a" else (second, first)
+        meta = (
+            ""
+            if spec.bare
+            else formats.majority_meta_json(pk, a, b, tie, both_bad, agreement, winner, strength)
+        )
+        for fields in formats.pair_fields(
+            key, prompt, chosen, rejected, strength, meta, spec.format, spec.style, spec.bare
+        ):
+            yield split, formats.encode_fields(fields)
 
     def _usable(self, item: ItemRecord) -> tuple[AnnotationRecord, ...]:
         dropped = self.stats.dropped

@@ -181,13 +181,36 @@ def majority(
         return []
     if item.review is not None and item.review.decision != ACCEPT:
         return _reviewed(item, tally, item.review, dropped)
+    decision = decide(tally, policy, dropped)
+    if decision is None:
+        return []
+    winner, agreement, strength = decision
+    meta = {
+        "item": item.id,
+        "votes": tally.as_meta(),
+        "agreement": agreement,
+        "chosen": winner,
+        "strength": strength,
+    }
+    return [_pair(item, winner, key=item.key, margin=strength, meta=meta)]
+
+
+def decide(tally: Tally, policy: PairPolicy, dropped: Dropped) -> tuple[str, float, float] | None:
+    """An unreviewed item's majority from its counted votes, as (winner, agreement, mean
+    strength of the winner's votes); None (and the rule counted in `dropped`) when there is
+    none. `majority` without the records: the tallied export calls it on counts alone."""
     if policy.ties == TIES_DROP_ITEM and tally.non_decisive:
         dropped.item(NON_DECISIVE_IN_ITEM)
-        return []
+        return None
     if policy.ties == TIES_EXCLUDE:
         dropped.annotation(NON_DECISIVE, tally.non_decisive)
-    pair = _majority(item, tally, policy, dropped)
-    return [] if pair is None else [pair]
+    score_a, score_b, counted = _scores(tally, policy.ties)
+    rule = _rejection(tally, score_a, score_b, counted, policy)
+    if rule is not None:
+        dropped.item(rule)
+        return None
+    winner = "a" if score_a > score_b else "b"
+    return winner, round(max(score_a, score_b) / counted, 4), tally.mean_strength(winner)
 
 
 def _reviewed(
@@ -209,26 +232,6 @@ def _reviewed(
         "adjudicated": True,
     }
     return [_pair(item, review.choice, key=item.key, margin=strength, meta=meta)]
-
-
-def _majority(
-    item: ItemRecord, tally: Tally, policy: PairPolicy, dropped: Dropped
-) -> Preference | None:
-    score_a, score_b, counted = _scores(tally, policy.ties)
-    rule = _rejection(tally, score_a, score_b, counted, policy)
-    if rule is not None:
-        dropped.item(rule)
-        return None
-    winner = "a" if score_a > score_b else "b"
-    strength = tally.mean_strength(winner)
-    meta = {
-        "item": item.id,
-        "votes": tally.as_meta(),
-        "agreement": round(max(score_a, score_b) / counted, 4),
-        "chosen": winner,
-        "strength": strength,
-    }
-    return _pair(item, winner, key=item.key, margin=strength, meta=meta)
 
 
 def _scores(tally: Tally, ties: str) -> tuple[float, float, int]:

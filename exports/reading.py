@@ -32,7 +32,7 @@ from exports.formats import with_system
 from exports.policies import EXCLUDED_ANNOTATOR, GUIDELINE_VERSION, SINCE, Filters
 from exports.rows import AnnotationRecord, ItemRecord, ReviewRecord
 from exports.splits import prompt_group
-from exports.tallies import TalliedItem, Tally, VoteSummary
+from exports.tallies import TalliedRow
 from labeling.models import Annotation, Item, Project, Response, Review
 
 CHUNK_SIZE = 10_000
@@ -93,14 +93,15 @@ def read_items(
 
 def _items(project: Project, chunk_size: int) -> Iterator[tuple[int, str, Any, Any, str]]:
     """(pk, external id, messages, metadata, status) of the annotated items, in id order."""
-    annotated = Exists(Annotation.objects.filter(item=OuterRef("pk")))
-    items = (
-        Item.objects.filter(annotated, project=project).order_by("pk").values_list(*ITEM_COLUMNS)
-    )
     for pk, external_id, messages, metadata, status in _plain_rows(
-        items, chunk_size, columns=ITEM_COLUMNS
+        _annotated_items(project), chunk_size, columns=ITEM_COLUMNS
     ):
         yield pk, external_id, _json(messages), {} if metadata == "{}" else _json(metadata), status
+
+
+def _annotated_items(project: Project) -> QuerySet[Item, tuple[Any, ...]]:
+    annotated = Exists(Annotation.objects.filter(item=OuterRef("pk")))
+    return Item.objects.filter(annotated, project=project).order_by("pk").values_list(*ITEM_COLUMNS)
 
 
 def _json(value: Any) -> Any:
@@ -174,10 +175,12 @@ def merge(
 
 def read_tallied(
     project: Project, filters: Filters, *, grouped: bool, chunk_size: int = CHUNK_SIZE
-) -> Iterator[TalliedItem]:
-    """A pairwise project's annotated items in id order, each with its votes counted by the
-    database (one row per item, not per judgement); `grouped` computes the items' prompt groups,
-    which only splits need."""
+) -> Iterator[TalliedRow]:
+    """A pairwise project's annotated items in id order, each with its response texts, its
+    review and its votes counted by the database (one row per item, not per judgement), as
+    plain tuples (`TalliedRow`); `grouped` computes the items' prompt groups, which only splits
+    need. On PostgreSQL one query returns all of it; elsewhere three ordered streams are
+    merged."""
     columns = _tally_columns(filters)
     tallies = (
         Annotation.objects.filter(project=project)
@@ -186,37 +189,82 @@ def read_tallied(
         .annotate(**columns)
         .values_list("item_id", *columns)
     )
+    if connections[tallies.db].vendor == "postgresql":
+        rows = _joined_tallies(tallies, ("item_id", *columns), chunk_size)
+    else:
+        rows = _merged_tallies(project, tallies, ("item_id", *columns), chunk_size)
+    for pk, external_id, messages, metadata, status, texts, review, counts in rows:
+        messages = _json(messages)
+        group = prompt_group(messages) if grouped else ""
+        metadata = {} if metadata == "{}" else _json(metadata) or {}
+        yield pk, external_id, messages, metadata, status, group, texts or (), review, counts
+
+
+def _joined_tallies(
+    tallies: QuerySet[Any, Any], columns: tuple[str, ...], chunk_size: int
+) -> Iterator[tuple[Any, ...]]:
+    """One query: each counted item joined to its row, its response texts (an array, by
+    position) and its review, in item order; the three-stream merge done by PostgreSQL."""
+    query = tallies.query
+    selected = (*query.extra_select, *query.values_select, *query.annotation_select)
+    if selected != columns:
+        raise ValueError(f"the query selects {selected}, not {columns}")
+    tally_sql, params = query.get_compiler(using=tallies.db).as_sql()
+    item, response, review = Item._meta, Response._meta, Review._meta
+    quote = connections[tallies.db].ops.quote_name
+    review_columns = ", ".join(
+        f"rv.{quote(review.get_field(name).column)}" for name in REVIEW_FIELDS
+    )
+    item_columns = ", ".join(
+        f"i.{quote((item.pk if name == 'pk' else item.get_field(name)).column)}"
+        for name in ITEM_COLUMNS
+    )
+    width = len(REVIEW_FIELDS)
+    # Identifiers from the models' metadata, quoted; values only as parameters.
+    sql = (
+        f"SELECT {item_columns},"  # noqa: S608
+        f" ARRAY(SELECT r.{quote(response.get_field('text').column)}"
+        f" FROM {quote(response.db_table)} r"
+        f" WHERE r.{quote(response.get_field('item').column)} = i.{quote(item.pk.column)}"
+        f" ORDER BY r.{quote(response.get_field('position').column)}),"
+        f" {review_columns}, t.*"
+        f" FROM ({tally_sql}) t"
+        f" JOIN {quote(item.db_table)} i ON i.{quote(item.pk.column)} = t.{quote('item_id')}"
+        f" LEFT JOIN {quote(review.db_table)} rv"
+        f" ON rv.{quote(review.get_field('item').column)} = i.{quote(item.pk.column)}"
+        f" ORDER BY t.{quote('item_id')}"
+    )
+    first_count = len(ITEM_COLUMNS) + 1 + width + 1  # past the tally's own item_id
+    with connections[tallies.db].chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while chunk := cursor.fetchmany(chunk_size):
+            for row in chunk:
+                decision = row[6]
+                yield (
+                    *row[:6],
+                    None if decision is None else ReviewRecord(*row[6 : 6 + width]),
+                    row[first_count:],
+                )
+
+
+def _merged_tallies(
+    project: Project, tallies: QuerySet[Any, Any], columns: tuple[str, ...], chunk_size: int
+) -> Iterator[tuple[Any, ...]]:
+    """`_joined_tallies` for databases without arrays: items, responses, reviews and counts
+    read as ordered streams and merged here."""
     texts_of = _Groups(
         _plain_rows(_responses(project), chunk_size, columns=("item_id", "text")), itemgetter(0)
     )
     reviews_of = _Groups(_reviews(project).iterator(chunk_size=chunk_size), itemgetter(0))
-    rules = len(filters.rules()) - 1
-    counted = _plain_rows(tallies, chunk_size, columns=("item_id", *columns))
-    for pk, external_id, messages, metadata, status in _items(project, chunk_size):
+    counted = _plain_rows(tallies, chunk_size, columns=columns)
+    items = _plain_rows(_annotated_items(project), chunk_size, columns=ITEM_COLUMNS)
+    for pk, external_id, messages, metadata, status in items:
         row = next(counted)  # both in item order, and every item listed has judgements
         if row[0] != pk:
             raise RuntimeError(f"item {pk}: judgements counted for item {row[0]}")
-        item = ItemRecord(
-            id=pk,
-            key=external_id or f"item-{pk}",
-            prompt=with_system(messages, metadata or {}),
-            group=prompt_group(messages) if grouped else "",
-            status=status,
-            responses=tuple(text for _, text in texts_of.take(pk)),
-            review=_review(reviews_of.take(pk)),
-        )
-        yield TalliedItem(item, _summary(row, rules))
-
-
-def _summary(row: tuple[Any, ...], rules: int) -> VoteSummary:
-    # (item, total, one count per filter, kept, a, b, tie, both_bad, strength_a, strength_b,
-    # annotators, versions, unversioned): the columns of _tally_columns, in order.
-    kept, a, b, tie, both_bad, strength_a, strength_b, annotators, versions, unversioned = row[
-        2 + rules :
-    ]
-    tally = Tally(a, b, tie, both_bad, strength_a or 0, strength_b or 0)
-    filtered = row[2 : 2 + rules]
-    return VoteSummary(row[1], filtered, kept, tally, annotators or "", versions or "", unversioned)
+        texts = [text for _, text in texts_of.take(pk)]
+        review = _review(reviews_of.take(pk))
+        yield pk, external_id, messages, metadata, status, texts, review, row[1:]
 
 
 class _Joined(Aggregate):

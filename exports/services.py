@@ -107,11 +107,11 @@ def stream(
     if pipeline.tallies:
         spec = pipeline.spec
         grouped = bool(spec.splitter.splits)
-        for tallied in reading.read_tallied(
+        for row in reading.read_tallied(
             project, spec.filters, grouped=grouped, chunk_size=chunk_size
         ):
-            yield from pipeline.lines_of_tallied(tallied)
-            report(tallied.votes.total)
+            yield from pipeline.lines_of_tallied(row)
+            report(row[-1][0])  # the item's judgements
         return
     for item in reading.read_items(project, raw=pipeline.spec.format == RAW, chunk_size=chunk_size):
         yield from pipeline.lines(item)

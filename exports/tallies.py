@@ -3,17 +3,19 @@
 A majority export (pairwise, not `--per-annotator`) uses only counts: votes per choice, the
 strengths of the decisive ones, how many judgements each filter left out, and which annotators
 and guideline versions the kept judgements came from (for the manifest). The database counts
-them (`reading.read_tallied`, one row per item), so the export never turns a judgement into a
-Python object; `Tally.of` counts the same things from records, so both paths share the policy.
+them (`reading.read_tallied`, one `TalliedRow` per item), so the export never turns a
+judgement into a Python object; `Tally.of` counts the same things from records, so both paths
+share the policy.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from exports.rows import AnnotationRecord, ItemRecord
+from exports.rows import AnnotationRecord, ReviewRecord
 
 
 @dataclass(frozen=True)
@@ -63,20 +65,10 @@ class Tally:
         return {"a": self.a, "b": self.b, "tie": self.tie, "both_bad": self.both_bad}
 
 
-@dataclass(frozen=True, slots=True)
-class VoteSummary:
-    """An item's judgements as the database counted them."""
-
-    total: int  # every judgement of the item, filtered or not
-    filtered: tuple[int, ...]  # judgements each filter left out, in `Filters.rules()` order
-    kept: int  # judgements no filter left out
-    tally: Tally  # the kept judgements' votes
-    annotators: str  # the kept judgements' annotator ids, comma-separated
-    versions: str  # their guideline version numbers, comma-separated (none: left out)
-    unversioned: int  # kept judgements made under no guideline version
-
-
-@dataclass(frozen=True, slots=True)
-class TalliedItem:
-    item: ItemRecord  # with no annotations: `votes` stands for them
-    votes: VoteSummary
+# An item as `reading.read_tallied` gives it, for `Pipeline.lines_of_tallied`: (pk, external
+# id, messages, metadata, status, prompt group ("" unless asked for), response texts by
+# position, review or None, counts). The counts are `reading._tally_columns`' in order: all
+# judgements, those each filter left out (`Filters.rules()` order), the kept ones, votes for
+# a, b, tie, both_bad, the strengths for a and b (NULL: none), the kept judgements' annotator
+# ids and guideline versions (comma-separated, NULL: none) and how many had no version.
+TalliedRow = tuple[int, str, Any, Any, str, str, Sequence[str], ReviewRecord | None, Sequence[Any]]

@@ -25,6 +25,15 @@ def run_import(job_id: int) -> None:
     imports.run_job(job_id=job_id)
 
 
+@shared_task(acks_late=True, serializer="json")
+def requeue_abandoned_imports() -> int:
+    """Periodic: queue again the jobs whose worker died; each is taken over at most once."""
+    job_ids = imports.abandoned_jobs()
+    for job_id in job_ids:
+        run_import.delay(job_id)
+    return len(job_ids)
+
+
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def triage_reviews() -> int:
     """Periodic: queue a triage of each project with new annotations. Harmless to repeat."""

@@ -75,40 +75,35 @@ def _sft_columns(project: Project) -> tuple[dict[str, Any], dict[str, Any]]:
 def load_votes(project: Project) -> tuple[Votes, int]:
     """The project's annotations (gold answers left out) as vote arrays, and the newest
     annotation id among them."""
-    columns, aliases = (_pairwise_columns if project.is_pairwise else _sft_columns)(project)
-    names = [*reading.BASE_COLUMNS, *columns]
-    matrix = reading.fetch(reading.annotation_rows(project, columns, aliases), len(names))
+    codes, aliases = (_pairwise_columns if project.is_pairwise else _sft_columns)(project)
+    column = reading.annotations(project, codes, aliases)
     # Read after the annotations: a lease exists before its annotation, so every vote read
     # above finds its assignment in this later read.
     ids, states = reading.assignment_states(project)
-    state = reading.lookup(matrix[:, names.index("lease")], ids, states)
+    state = reading.lookup(column["lease"], ids, states)
     # Gold (honeypot) answers are graded against the gold label, not counted as agreement.
     counted = (state & reading.GOLD) == 0
-    matrix, state = matrix[counted], state[counted]
-    column = {name: matrix[:, index] for index, name in enumerate(names)}
+    column = {name: values[counted] for name, values in column.items()}
     votes = Votes(
         items=column["item_key"],
         annotators=column["person"],
         guidelines=reading.guideline_numbers(column["guideline_key"]),
         created=column["created"],
         time_ms=column["time_ms"],
-        **_kind_columns(project, column, matrix, names, state),
+        **_kind_columns(project, column, state[counted]),
     )
-    return votes, int(column["row_id"].max()) if len(matrix) else 0
+    return votes, int(column["row_id"].max()) if counted.any() else 0
 
 
 def _kind_columns(
-    project: Project,
-    column: dict[str, np.ndarray],
-    matrix: np.ndarray,
-    names: list[str],
-    state: np.ndarray,
+    project: Project, column: dict[str, np.ndarray], state: np.ndarray
 ) -> dict[str, np.ndarray]:
     """The pairwise or SFT columns of `Votes`."""
 
     def prefixed(prefix: str) -> np.ndarray:
         """The columns whose names start with `prefix`, as one votes x columns matrix."""
-        return matrix[:, [i for i, name in enumerate(names) if name.startswith(prefix)]]
+        matching = [values for name, values in column.items() if name.startswith(prefix)]
+        return np.stack(matching, axis=1) if matching else np.zeros((len(state), 0), np.int64)
 
     if not project.is_pairwise:
         return {"ratings": column["rating_value"], "flags": prefixed("flag_")}

@@ -10,12 +10,12 @@ Gold items are never exported: exports keep `active` items only.
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Count, F, Max, Min
 from django.utils import timezone
 
 from labeling.models import Annotation, Assignment, GoldLabel, Item, Membership, Project
@@ -24,7 +24,19 @@ logger = logging.getLogger(__name__)
 
 
 class GoldError(Exception):
-    """An expected label that does not fit the project."""
+    """An expected label that does not fit the project; `field` names the input at fault."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What one promote pass did: how many items became gold, and whether more qualify."""
+
+    promoted: int
+    more: bool
 
 
 @dataclass(frozen=True)
@@ -59,12 +71,22 @@ def is_correct(label: GoldLabel, annotation: Annotation) -> bool:
 
 @transaction.atomic
 def mark_gold(*, item: Item, created_by: Any, **expected: Any) -> GoldLabel:
-    """Make an item gold with its expected label. Idempotent: marking again replaces the label."""
+    """Make an active item gold with its expected label. Idempotent: marking again replaces
+    the label.
+
+    Only an active (or already gold) item may become gold: demoting turns a gold item back
+    into an active one, so a duplicate or filtered item made gold would come back into the
+    queue and the exports by way of a demotion.
+    """
     _check_expected(item.project, expected)
+    # The conditional UPDATE locks the row, so a concurrent dedup cannot slip in between.
+    allowed = [Item.Status.ACTIVE, Item.Status.GOLD]
+    if not Item.objects.filter(pk=item.pk, status__in=allowed).update(status=Item.Status.GOLD):
+        current = Item.objects.filter(pk=item.pk).values_list("status", flat=True).first()
+        raise GoldError(f"only active items can be gold items; this one is {current}", field="item")
     label, _ = GoldLabel.objects.update_or_create(
         item=item, defaults={"project": item.project, "created_by": created_by, **expected}
     )
-    Item.objects.filter(pk=item.pk).update(status=Item.Status.GOLD)
     item.status = Item.Status.GOLD
     return label
 
@@ -96,46 +118,85 @@ def demote(*, item: Item) -> bool:
 
 def _check_expected(project: Project, expected: dict[str, Any]) -> None:
     if project.is_pairwise and not expected.get("choice"):
-        raise GoldError("A pairwise gold item needs the expected choice.")
+        raise GoldError("A pairwise gold item needs the expected choice.", field="choice")
     if not project.is_pairwise and expected.get("choice"):
-        raise GoldError("An SFT gold item expects a rating range and flags, not a choice.")
+        raise GoldError(
+            "An SFT gold item expects a rating range and flags, not a choice.", field="choice"
+        )
     unknown = set(expected.get("flags", ())) - set(project.flags)
     if unknown:
-        raise GoldError(f"Unknown flags: {', '.join(sorted(unknown))}")
+        raise GoldError(f"Unknown flags: {', '.join(sorted(unknown))}", field="flags")
+    _check_ratings(project, expected.get("min_rating"), expected.get("max_rating"))
 
 
-def promote_unanimous(*, project: Project, min_votes: int, created_by: Any) -> int:
-    """Make gold every active item whose >= `min_votes` answers all agree. Returns how many.
+def _check_ratings(project: Project, low: int | None, high: int | None) -> None:
+    """The range must fit the scale and be ordered; the DB check would otherwise answer a 500."""
+    scale = project.rating_scale
+    for name, value in (("min_rating", low), ("max_rating", high)):
+        if value is not None and not 1 <= value <= scale:
+            raise GoldError(f"{name} must be between 1 and {scale}", field=name)
+    if low is not None and high is not None and low > high:
+        raise GoldError("max_rating must not be below min_rating", field="max_rating")
 
-    Pairwise: the same choice; SFT: the same rating (expected exactly). Idempotent.
+
+PROMOTE_BATCH = 500
+
+
+@transaction.atomic
+def promote_unanimous(
+    *, project: Project, min_votes: int, created_by: Any, limit: int = PROMOTE_BATCH
+) -> Promotion:
+    """Make gold up to `limit` active items whose >= `min_votes` answers all agree.
+
+    Pairwise: the same choice; SFT: the same rating (expected exactly). A fixed number of
+    queries whatever the batch, in one transaction. Idempotent: promoted items are no longer
+    active, so a rerun picks the next batch (or nothing).
     """
-    answers: dict[int, list[Any]] = defaultdict(list)
+    agreed = _unanimous_items(project, min_votes, limit + 1)
+    batch = agreed[:limit]
+    # Lock the batch and keep the items still active: a concurrent promote, dedup or manual
+    # mark may have changed them since the aggregate read them.
+    active = set(
+        Item.objects.select_for_update(no_key=True)
+        .filter(pk__in=[item_id for item_id, _ in batch], status=Item.Status.ACTIVE)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    labels = [
+        GoldLabel(
+            project=project, item_id=item_id, created_by=created_by, **_expected(project, value)
+        )
+        for item_id, value in batch
+        if item_id in active
+    ]
+    GoldLabel.objects.bulk_create(labels)
+    Item.objects.filter(pk__in=active).update(status=Item.Status.GOLD)
+    logger.info("gold.promoted", extra={"project_id": project.pk, "count": len(labels)})
+    return Promotion(promoted=len(labels), more=len(agreed) > limit)
+
+
+def _unanimous_items(project: Project, min_votes: int, limit: int) -> list[tuple[int, Any]]:
+    """(item id, the agreed value) of up to `limit` unanimous active items, in one query.
+
+    Unanimous: at least `min_votes` answers, none without a value, and MIN = MAX.
+    """
     field = "choice" if project.is_pairwise else "rating"
-    rows = Annotation.objects.filter(project=project, item__status=Item.Status.ACTIVE)
-    for item_id, value in rows.order_by("item_id").values_list("item_id", field):
-        answers[item_id].append(value)
-    promoted = 0
-    for item_id, values in answers.items():
-        agreed = unanimous(values, min_votes)
-        if agreed is None:
-            continue
-        expected = {"choice": agreed} if project.is_pairwise else _rating(agreed)
-        mark_gold(item=Item.objects.get(pk=item_id), created_by=created_by, **expected)
-        promoted += 1
-    return promoted
+    rows = (
+        Annotation.objects.filter(project=project, item__status=Item.Status.ACTIVE)
+        .values("item_id")
+        .annotate(votes=Count("pk"), valued=Count(field), low=Min(field), high=Max(field))
+        .filter(votes__gte=min_votes, valued=F("votes"), low=F("high"))
+    )
+    if project.is_pairwise:
+        rows = rows.filter(low__gt="")  # a blank choice is no answer
+    return list(rows.order_by("item_id").values_list("item_id", "low")[:limit])
 
 
-def unanimous(values: Sequence[Any], min_votes: int) -> Any | None:
-    """Pure: the one value all of at least `min_votes` answers share, else None."""
-    counts = Counter(values)
-    if len(values) < min_votes or len(counts) != 1:
-        return None
-    (value,) = counts
-    return value if value not in (None, "") else None
-
-
-def _rating(rating: int) -> dict[str, Any]:
-    return {"min_rating": rating, "max_rating": rating}
+def _expected(project: Project, value: Any) -> dict[str, Any]:
+    """The label a unanimous answer makes: the choice, or exactly the rating."""
+    if project.is_pairwise:
+        return {"choice": value}
+    return {"min_rating": value, "max_rating": value}
 
 
 def answers(membership: Membership) -> list[GoldAnswer]:

@@ -499,6 +499,14 @@ def run_job(*, job_id: int) -> None:
     Path(job.path).unlink(missing_ok=True)
 
 
+def abandoned_jobs() -> list[int]:
+    """Jobs still "running" past the task's hard time limit: their worker died, and its acked
+    message will not come back. The periodic task queues them again for `run_job`."""
+    since = timezone.now() - _HARD_LIMIT
+    rows = ImportJob.objects.filter(status=ImportJob.Status.RUNNING, started_at__lt=since)
+    return list(rows.values_list("pk", flat=True)[:100])
+
+
 def _run(job: ImportJob) -> ImportReport:
     job.total_lines = count_lines(Path(job.path))
     ImportJob.objects.filter(pk=job.pk).update(total_lines=job.total_lines)

@@ -91,7 +91,14 @@ def skip(request: HttpRequest, membership: Membership, assignment: Assignment) -
 
 @lease_post
 def heartbeat(request: HttpRequest, membership: Membership, assignment: Assignment) -> HttpResponse:
-    assignments.heartbeat(assignment=assignment, user=request.user)
+    try:
+        assignments.heartbeat(assignment=assignment, user=request.user)
+    except assignments.LeaseLost:
+        # A heartbeat sent just before the submit (or skip) arrives after it: the annotator
+        # closed the lease, nothing was lost, so no "lease lapsed" notice.
+        closed = (Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED)
+        if not Assignment.objects.filter(pk=assignment.pk, status__in=closed).exists():
+            raise
     return HttpResponse(status=204)
 
 

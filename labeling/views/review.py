@@ -23,7 +23,7 @@ from labeling.models import Membership, ReviewTask, Role
 from labeling.quality_forms import GoldForm, PromoteForm, QualitySettingsForm
 from labeling.selectors import heartbeat_interval
 from labeling.services import gold, reviews
-from labeling.services.annotations import InvalidAnnotation
+from labeling.services.annotations import TEXT_LIMIT, InvalidAnnotation
 
 REVIEWERS = [Role.ADMIN, Role.REVIEWER]
 ADMIN = [Role.ADMIN]
@@ -70,8 +70,13 @@ def heartbeat(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @require_POST
 def diff(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """The live diffs of the corrected response against each annotator's response."""
-    _, task = _own_task(request, slug, pk)
-    shown = quality.response_diffs(task, request.POST.get("response", ""))
+    membership, task = _own_task(request, slug, pk)
+    corrected = request.POST.get("response", "")
+    if len(corrected) > TEXT_LIMIT:
+        # The diff is quadratic in the worst case: refuse what submit would refuse anyway.
+        reason = f"at most {TEXT_LIMIT:,} characters; this one has {len(corrected):,}"
+        return notice(request, membership, errors={"response": reason}, status=422)
+    shown = quality.response_diffs(task, corrected)
     return render(request, "labeling/_review_diffs.html", {"shown": shown})
 
 
@@ -153,6 +158,7 @@ def _quality(request: HttpRequest, membership: Membership, **forms: Any) -> Http
         "settings_form": forms.get("settings_form") or QualitySettingsForm(instance=project),
         "gold_form": forms.get("gold_form") or GoldForm(project=project),
         "promote_form": PromoteForm(),
+        "promote_batch": gold.PROMOTE_BATCH,
         "paused": gold.paused_members(project),
         "gold_labels": project.gold_labels.select_related("item").order_by("-pk")[:200],
     }
@@ -171,7 +177,7 @@ def mark_gold(request: HttpRequest, slug: str) -> HttpResponse:
                 item=form.cleaned_data["item"], created_by=request.user, **form.expected()
             )
         except gold.GoldError as error:
-            form.add_error(None, str(error))
+            form.add_error(error.field if error.field in form.fields else None, str(error))
     if form.errors:
         return _quality(request, membership, gold_form=form)
     messages.success(request, "Marked as gold.")
@@ -184,13 +190,20 @@ def promote_gold(request: HttpRequest, slug: str) -> HttpResponse:
     membership = membership_for(request.user, slug, roles=ADMIN)
     form = PromoteForm(request.POST)
     if form.is_valid():
-        count = gold.promote_unanimous(
+        done = gold.promote_unanimous(
             project=membership.project,
             min_votes=form.cleaned_data["min_votes"],
             created_by=request.user,
         )
-        messages.success(request, f"{count} unanimous items promoted to gold.")
+        messages.success(request, promotion_message(done))
     return redirect("labeling:quality", slug=slug)
+
+
+def promotion_message(done: gold.Promotion) -> str:
+    text = f"{done.promoted} unanimous items promoted to gold; they are no longer exported."
+    if done.more:
+        text += f" More remain (at most {gold.PROMOTE_BATCH} per run): promote again."
+    return text
 
 
 @login_required

@@ -115,13 +115,20 @@ def test_load_votes_leaves_out_gold_and_keeps_the_lease(mixed_project):
     assert votes.swapped.tolist().count(1) == 4
     # alice named a criterion on the odd items; blank criteria are MISSING.
     assert sorted(votes.criteria[:, 0].tolist()) == [-1] * 17 + [0] * 6
+    # Unpacked from their shared columns: annotator and time, choice and strength.
+    bob = votes.annotators == votes.annotators.max()
+    assert sorted(votes.time_ms[bob].tolist()) == [n * 100 for n in range(11)]
+    assert sorted(votes.choices.tolist()) == sorted(
+        [n % 4 for n in range(12)] + [n * 7 % 4 for n in range(11)]
+    )
+    assert set(votes.strengths[votes.choices >= 2].tolist()) == {-1}
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the packed read is PostgreSQL's")
 def test_packed_read_gives_what_the_cursor_reads(mixed_project):
     columns, aliases = services._pairwise_columns(mixed_project)
     rows = reading.annotation_rows(mixed_project, columns, aliases)
-    width = len(reading.BASE_COLUMNS) + len(columns)
+    width = len(reading.BASE_COLUMNS) + 1  # the codes share one packed column
 
     packed = reading.fetch(rows, width)
 

@@ -84,6 +84,17 @@ def test_a_job_running_elsewhere_is_left_alone(judged, data_dir):
     assert not export_directory(export.pk).exists()
 
 
+def test_only_jobs_running_past_the_hard_limit_count_as_abandoned(judged, data_dir):
+    past_limit = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    starts = {"queued": None, "running": timezone.now() - timedelta(minutes=5)}
+    fresh, queued = _start(judged, format="dpo"), _start(judged, format="dpo")
+    dead = _start(judged, format="dpo")
+    Export.objects.filter(pk=fresh.pk).update(status="running", started_at=starts["running"])
+    Export.objects.filter(pk=dead.pk).update(status="running", started_at=past_limit)
+    assert Export.objects.get(pk=queued.pk).status == "queued"
+    assert jobs.abandoned_jobs() == [dead.pk]
+
+
 def test_a_job_whose_worker_died_runs_again(judged, data_dir):
     export = _start(judged, format="dpo")
     past_limit = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)

@@ -952,6 +952,23 @@ def test_run_job_takes_over_a_job_whose_worker_died(sft_project, queue_admin, tm
     assert (job.status, job.created_items) == ("succeeded", 1)
 
 
+def test_only_jobs_running_past_the_hard_limit_count_as_abandoned(sft_project, queue_admin):
+    long_ago = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    recently = timezone.now() - timedelta(minutes=5)
+    made = [
+        ImportJob.objects.create(
+            project=sft_project,
+            created_by=queue_admin,
+            filename="a",
+            path="/nowhere",
+            status=status,
+            started_at=started,
+        )
+        for status, started in [("running", long_ago), ("running", recently), ("queued", None)]
+    ]
+    assert imports.abandoned_jobs() == [made[0].pk]
+
+
 def test_run_job_leaves_a_recently_started_job_alone(sft_project, queue_admin, tmp_path):
     path = tmp_path / "items.jsonl"
     path.write_text('{"id": "r-2", "prompt": "Running?"}\n')

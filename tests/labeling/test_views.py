@@ -182,6 +182,37 @@ def test_submit_after_a_lost_lease_answers_409_and_offers_resubmit(client, sft_p
     assert Annotation.objects.get().response_text == "Answer."
 
 
+def _heartbeat(client, project, lease_pk):
+    url = reverse("labeling:heartbeat", kwargs={"slug": project.slug, "pk": lease_pk})
+    return client.post(url, HTTP_HX_REQUEST="true")
+
+
+def test_a_heartbeat_that_crosses_the_submit_is_quiet(client, sft_project, annotator):
+    ItemFactory(project=sft_project)
+    client.force_login(annotator)
+    client.get(reverse("labeling:queue", kwargs={"slug": sft_project.slug}))
+    lease = Assignment.objects.get(annotator=annotator)
+    data = {"client_id": str(uuid.uuid4()), "response": "Answer.", "rating": "3"}
+    assert _submit(client, sft_project, lease.pk, data).status_code == 200
+
+    late = _heartbeat(client, sft_project, lease.pk)
+
+    assert (late.status_code, late.content) == (204, b"")
+
+
+def test_a_heartbeat_on_a_lapsed_lease_answers_409(client, sft_project, annotator):
+    ItemFactory(project=sft_project)
+    client.force_login(annotator)
+    client.get(reverse("labeling:queue", kwargs={"slug": sft_project.slug}))
+    lease = Assignment.objects.get(annotator=annotator)
+    assignments.release_expired_leases(now=timezone.now() + timedelta(hours=1))
+
+    lost = _heartbeat(client, sft_project, lease.pk)
+
+    assert lost.status_code == 409
+    assert lost["HX-Retarget"] == "#notice"
+
+
 def test_skip_records_the_reason_and_shows_the_next_item(client, sft_project, annotator):
     ItemFactory(project=sft_project, prompt="Skip me?")
     ItemFactory(project=sft_project, prompt="Then me?")
