@@ -105,7 +105,7 @@ def decide(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         context = {"project": membership.project, "group": group_views([group])[0],
                    "can_act": True}  # fmt: skip
         return render(request, "curation/_dedup_group.html", context)
-    return redirect(request.POST.get("next") or "curation:dedup", slug=slug)
+    return redirect("curation:dedup", slug=slug)
 
 
 @login_required
