@@ -43,7 +43,11 @@ def _exports(membership: Membership) -> Any:
 @login_required
 def runs(request: HttpRequest, slug: str) -> HttpResponse:
     membership = membership_for(request.user, slug, roles=ADMIN)
-    listed = FinetuneRun.objects.for_project(membership.project).select_related("created_by")
+    listed = (
+        FinetuneRun.objects.for_project(membership.project)
+        .select_related("created_by")
+        .defer("metrics", "logs")  # the run page draws them; the list never shows them
+    )
     context = _page(membership, runs=listed[:50], exports=_exports(membership)[:50])
     return render(request, "finetune/runs.html", context)
 
