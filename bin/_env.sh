@@ -20,7 +20,9 @@ ensure_venv() {  # $1: the extras to install, e.g. "dev" or ""
     if [[ ",${1:-}," == *",finetune,"* ]]; then
       # torch first, pinned: asked for by a range through another package, pip would pull a
       # multi-GB CUDA build. Set TORCH_SPEC (e.g. a CUDA wheel) to choose another build.
-      "$VENV/bin/python" -m pip install --quiet "${TORCH_SPEC:-torch==2.13.0}"
+      local torch_spec
+      read -ra torch_spec <<< "${TORCH_SPEC:-torch==2.13.0}"  # words: a pin and pip options
+      "$VENV/bin/python" -m pip install --quiet "${torch_spec[@]}"
     fi
     "$VENV/bin/python" -m pip install --quiet -e "$spec"
     touch "$stamp"
