@@ -1,6 +1,6 @@
 """HTML pages of the curation app."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
 app_name = "curation"
 urlpatterns: list = []

@@ -126,7 +126,7 @@ def _bigint(number: int) -> Value:
     return Value(number, output_field=BigIntegerField())
 
 
-def annotations(
+def read_annotations(
     project: Project, codes: dict[str, Any], aliases: dict[str, Any]
 ) -> dict[str, np.ndarray]:
     """The project's annotations, gold included, as named int64 columns: "row_id", "item_key",

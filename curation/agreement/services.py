@@ -76,7 +76,7 @@ def load_votes(project: Project) -> tuple[Votes, int]:
     """The project's annotations (gold answers left out) as vote arrays, and the newest
     annotation id among them."""
     codes, aliases = (_pairwise_columns if project.is_pairwise else _sft_columns)(project)
-    column = reading.annotations(project, codes, aliases)
+    column = reading.read_annotations(project, codes, aliases)
     # Read after the annotations: a lease exists before its annotation, so every vote read
     # above finds its assignment in this later read.
     ids, states = reading.assignment_states(project)
@@ -168,11 +168,13 @@ def refresh(*, project: Project, force: bool = False) -> AgreementReport | None:
     started = time.perf_counter()
     try:
         data, count, last_id = compute(project)
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        return _store(project, data, count, last_id, duration_ms)
     except Exception as error:
-        _release(project.pk, error=f"{type(error).__name__}: {error}")
+        # The store's transaction rolled back: free the guard, and let the failed run not
+        # count for the debounce, so the task's retry (or the next beat) runs at once.
+        _release(project.pk, error=f"{type(error).__name__}: {error}", failed=True)
         raise
-    duration_ms = int((time.perf_counter() - started) * 1000)
-    return _store(project, data, count, last_id, duration_ms)
 
 
 def _claim(project_id: int, *, force: bool) -> bool:
@@ -190,12 +192,16 @@ def _claim(project_id: int, *, force: bool) -> bool:
     return rows.update(running_since=now, started_at=now) == 1
 
 
-def _release(project_id: int, *, error: str = "", last_id: int | None = None) -> None:
+def _release(
+    project_id: int, *, error: str = "", last_id: int | None = None, failed: bool = False
+) -> None:
     fields: dict[str, Any] = {
         "running_since": None,
         "finished_at": timezone.now(),
         "last_error": error,
     }
+    if failed:
+        fields["started_at"] = None
     if last_id is not None:
         fields["last_annotation_id"] = last_id
     AgreementState.objects.filter(project_id=project_id).update(**fields)
@@ -221,12 +227,18 @@ def _store(
 def due_projects() -> list[int]:
     """Projects with annotations newer than their last report, not running, not run within
     the last minute: what the periodic beat task enqueues."""
-    recent = timezone.now() - DEBOUNCE
+    now = timezone.now()
+    recent = now - DEBOUNCE
     newer = Annotation.objects.filter(project=OuterRef("pk"), pk__gt=OuterRef("mark"))
+    # A run whose worker died keeps running_since; past STALE_AFTER it is free again, as
+    # _claim sees it, or the project would never be refreshed by the beat again.
+    free = Q(agreement_state__running_since__isnull=True) | Q(
+        agreement_state__running_since__lt=now - STALE_AFTER
+    )
     projects = (
         Project.objects.annotate(mark=Coalesce("agreement_state__last_annotation_id", Value(0)))
         .filter(Exists(newer))
-        .filter(agreement_state__running_since__isnull=True)
+        .filter(free)
         .filter(
             Q(agreement_state__started_at__isnull=True) | Q(agreement_state__started_at__lte=recent)
         )

@@ -1,6 +1,6 @@
 """API endpoints of the curation app, mounted under /api/ in the `api` namespace's neighbour."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
 app_name = "curation-api"
 urlpatterns: list = []

@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from curation.agreement import services, tasks
@@ -94,6 +94,29 @@ def test_the_beat_finds_projects_with_newer_annotations(project):
         AgreementState.objects.filter(project=project).update(running_since=timezone.now())
         assert services.due_projects() == []
     assert idle.pk not in services.due_projects()
+
+
+def test_the_beat_takes_up_a_project_whose_run_died(project):
+    dead = timezone.now() - services.STALE_AFTER - timedelta(seconds=1)
+    AgreementState.objects.create(project=project, running_since=dead, started_at=dead)
+
+    assert services.due_projects() == [project.pk]
+
+
+def test_a_failed_run_frees_the_guard_and_does_not_debounce(project, monkeypatch):
+    def failing_store(*args, **kwargs):
+        raise OperationalError("the database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "_store", failing_store)
+        with pytest.raises(OperationalError):
+            services.refresh(project=project)
+
+    state = AgreementState.objects.get(project=project)
+    assert (state.running_since, state.started_at) == (None, None)
+    assert state.last_error == "OperationalError: the database went away"
+    assert services.due_projects() == [project.pk]
+    assert services.refresh(project=project) is not None  # the retry runs at once
 
 
 def test_the_refresh_task_stores_a_report(project):
