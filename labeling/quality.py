@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, prefetch_related_objects
 
 from labeling.diffing import DiffLine, line_diff
 from labeling.models import (
@@ -97,13 +97,20 @@ def feedback(membership: Membership, limit: int = 100) -> Feedback:
             annotation__annotator_id=membership.user_id,
             annotation__project_id=membership.project_id,
         )
-        .select_related("review__reviewer", "annotation__item")
+        .select_related("review__reviewer", "annotation__item", "annotation__assignment")
+        .prefetch_related("annotation__item__responses")
         .order_by("-review__created_at", "-pk")[:limit]
     )
     graded = gold.answers(membership)
+    missed = [answer for answer in graded if not answer.correct]
+    # The page shows pairwise choices as the annotator saw them (the lease's sides, the
+    # responses' text): load both for all rows at once.
+    prefetch_related_objects(
+        [answer.annotation for answer in missed], "assignment", "item__responses"
+    )
     return Feedback(
         verdicts=list(verdicts),
-        missed_gold=[answer for answer in graded if not answer.correct],
+        missed_gold=missed,
         gold_score=gold.score(graded),
     )
 

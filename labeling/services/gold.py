@@ -144,14 +144,15 @@ PROMOTE_BATCH = 500
 
 @transaction.atomic
 def promote_unanimous(
-    *, project: Project, min_votes: int, created_by: Any, limit: int = PROMOTE_BATCH
+    *, project: Project, min_votes: int, created_by: Any, limit: int | None = None
 ) -> Promotion:
-    """Make gold up to `limit` active items whose >= `min_votes` answers all agree.
+    """Make gold up to `limit` (PROMOTE_BATCH) active items whose >= `min_votes` answers all agree.
 
     Pairwise: the same choice; SFT: the same rating (expected exactly). A fixed number of
     queries whatever the batch, in one transaction. Idempotent: promoted items are no longer
     active, so a rerun picks the next batch (or nothing).
     """
+    limit = PROMOTE_BATCH if limit is None else limit  # read late: tests patch the batch
     agreed = _unanimous_items(project, min_votes, limit + 1)
     batch = agreed[:limit]
     # Lock the batch and keep the items still active: a concurrent promote, dedup or manual

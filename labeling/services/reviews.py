@@ -140,7 +140,25 @@ def _triage(project: Project, limit: int, after_annotation: int) -> tuple[int, l
         votes[item_id].append(Vote(choice, rating, tuple(flags or ())))
     tasks = [_task(project, pk, review_reasons(project, pk, votes[pk])) for pk in item_ids]
     ReviewTask.objects.bulk_create(tasks, ignore_conflicts=True)
-    return len(item_ids), [t.item_id for t in tasks if t.status == ReviewTask.Status.OPEN]
+    return len(item_ids), _inserted_open(tasks)
+
+
+def _inserted_open(tasks: list[ReviewTask]) -> list[int]:
+    """Item ids of the open tasks this triage inserted itself.
+
+    A concurrent triage may have inserted some of the same items first: the insert skips
+    those and, with ignore_conflicts, does not say which. bulk_create stamps `created_at` on
+    each object, so a task read back with another stamp is not ours.
+    """
+    ours = {t.item_id: t.created_at for t in tasks if t.status == ReviewTask.Status.OPEN}
+    if not ours:
+        return []
+    stored = ReviewTask.objects.filter(item_id__in=ours)
+    return sorted(
+        item_id
+        for item_id, created_at in stored.values_list("item_id", "created_at")
+        if ours[item_id] == created_at
+    )
 
 
 def projects_to_triage() -> list[int]:

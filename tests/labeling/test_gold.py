@@ -162,7 +162,8 @@ def test_an_annotator_sees_the_gold_items_they_missed_with_the_expected_answer(
     client.force_login(annotator)
     html = client.get(reverse("labeling:feedback", args=[pairwise_project.slug])).content.decode()
     assert "0 of 1 check items answered as expected." in html
-    assert '<td class="expected">Response B</td>' in html
+    # the lease was not swapped: response B was on the right
+    assert '<td class="expected">Right response: “B answer to ' in html
     assert "<em>facts</em>" in html
 
 
@@ -189,7 +190,8 @@ def test_promoting_unanimous_items_to_gold(pairwise_project):
         vote(split, UserFactory(), choice)
     for choice in ("a", "a"):
         vote(few, UserFactory(), choice)
-    assert gold.promote_unanimous(project=pairwise_project, min_votes=3, created_by=None) == 1
+    done = gold.promote_unanimous(project=pairwise_project, min_votes=3, created_by=None)
+    assert done == gold.Promotion(promoted=1, more=False)
     assert list(GoldLabel.objects.values_list("item_id", "choice")) == [(unanimous.pk, "b")]
     assert list(Item.objects.filter(status="gold").values_list("pk", flat=True)) == [unanimous.pk]
 

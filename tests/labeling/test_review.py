@@ -320,8 +320,8 @@ def test_annotators_see_reviews_of_their_own_work_only(
     data = decision("adjudicate", choice="b", comment="Read rule 3 again.")
     reviews.submit(task=task, reviewer=reviewer, data=data)
     html = page(client, annotator, "feedback", pairwise_project).content.decode()
-    assert "rejected; adjudicated: Response B" in html
+    assert "rejected; adjudicated: Right response: “B answer to " in html
     assert "Read rule 3 again." in html
     assert "rita" in html
     other = page(client, other_annotator, "feedback", pairwise_project).content.decode()
-    assert "accepted; adjudicated: Response B" in other
+    assert "accepted; adjudicated: Right response: “B answer to " in other
