@@ -22,6 +22,10 @@ from labeling.models import Membership, Project, Role
 
 ADMIN = [Role.ADMIN]
 RECENT = 50
+# The live preview reads what the export reads, inside the web request: above this many
+# annotations it would hold a gunicorn thread for seconds per keystroke, so it is off there
+# and the finished job's manifest gives the counts (docs/exports.md).
+LIVE_PREVIEW_LIMIT = 100_000
 CONTENT_TYPES = {".jsonl": "application/jsonl", ".json": "application/json", ".md": "text/markdown"}
 
 
@@ -60,8 +64,17 @@ def preview_counts(request: HttpRequest, slug: str) -> HttpResponse:
     """The preview fragment for the options in the query string (htmx, as options change)."""
     membership = membership_for(request.user, slug, roles=ADMIN)
     form = ExportForm(request.GET, project=membership.project)
-    result = _preview(form, membership.project)
-    context = {"project": membership.project, "form": form, "preview": result}
+    annotations = membership.project.annotations.count()
+    too_large = annotations > LIVE_PREVIEW_LIMIT
+    result = None if too_large else _preview(form, membership.project)
+    context = {
+        "project": membership.project,
+        "form": form,
+        "preview": result,
+        "too_large": too_large,
+        "annotations": annotations,
+        "limit": LIVE_PREVIEW_LIMIT,
+    }
     return render(request, "exports/_preview.html", context, status=422 if form.errors else 200)
 
 

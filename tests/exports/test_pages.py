@@ -111,6 +111,19 @@ def test_the_preview_shows_what_each_rule_keeps_and_drops(client, judged, queue_
     assert "<html" not in page
 
 
+def test_the_live_preview_is_off_for_large_projects(client, judged, queue_admin, monkeypatch):
+    from exports import views
+
+    monkeypatch.setattr(views, "LIVE_PREVIEW_LIMIT", 19)  # the project has 20 annotations
+    client.force_login(queue_admin)
+    url = reverse("exports:preview", args=[judged.slug])
+    response = client.get(url, {"format": "dpo"}, headers={"HX-Request": "true"})
+    assert (response.status_code, response.context["preview"]) == (200, None)
+    assert "This project has 20 annotations: the live preview stops at 19" in (
+        response.content.decode()
+    )
+
+
 def test_a_preview_with_bad_options_says_which_field(client, judged, queue_admin):
     client.force_login(queue_admin)
     url = reverse("exports:preview", args=[judged.slug])
