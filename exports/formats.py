@@ -156,10 +156,9 @@ def pair_rows(pair: Preference, format: str, style: str, *, bare: bool) -> list[
     row; KTO gives the chosen answer as desirable and the other not. The JSON strings are most
     of an export's work (docs/benchmarks.md); tests/exports/test_formats.py compares the two."""
     meta = "" if bare else _meta_json(pair.meta)
-    fields = pair_fields(
+    return pair_fields(
         pair.key, pair.prompt, pair.chosen, pair.rejected, pair.margin, meta, format, style, bare
     )
-    return [Encoded(row) for row in fields]
 
 
 def pair_fields(
@@ -172,9 +171,9 @@ def pair_fields(
     format: str,
     style: str,
     bare: bool,
-) -> list[dict[str, str]]:
-    """`pair_rows` from a pair's parts, `meta` as JSON already (`majority_meta_json`): the
-    fields (name -> JSON text) of each row, for `encode_fields`; no record is built."""
+) -> list[Encoded]:
+    """`pair_rows` from a pair's parts, `meta` as JSON already (`majority_meta_json`); no
+    record is built."""
     answer = _answer_json(CONVERSATIONAL if format == "openai-dpo" else style)
     chosen, rejected = answer(chosen_text), answer(rejected_text)
     if format == "kto":
@@ -206,12 +205,12 @@ def pair_fields(
     return [_line(fields, key, meta, bare)]
 
 
-def _line(fields: dict[str, str], key: str, meta: str, bare: bool) -> dict[str, str]:
+def _line(fields: dict[str, str], key: str, meta: str, bare: bool) -> Encoded:
     """`fields` with `id` and `meta` (JSON) unless bare."""
     if not bare:
         fields["id"] = _json(key)
         fields["meta"] = meta
-    return fields
+    return Encoded(fields)
 
 
 def _prompt_json(prompt: Sequence[Message], style: str) -> str:
@@ -270,6 +269,9 @@ def _meta_json(meta: Mapping[str, Any]) -> str:
     return _dumps(meta)
 
 
+_CHOICE_JSON = {"a": '"a"', "b": '"b"'}
+
+
 def majority_meta_json(
     item: int,
     a: int,
@@ -283,7 +285,8 @@ def majority_meta_json(
     """The JSON of a majority pair's meta, {"item", "votes", "agreement", "chosen", "strength"}
     with int counts and finite floats, as `_dumps` writes it."""
     return (
-        f'{{"agreement":{agreement!r},"chosen":{json_string(chosen)},"item":{item},'
+        f'{{"agreement":{agreement!r},"chosen":{_CHOICE_JSON.get(chosen) or json_string(chosen)},'
+        f'"item":{item},'
         f'"strength":{strength!r},"votes":{{"a":{a},"b":{b},"both_bad":{both_bad},"tie":{tie}}}}}'
     )
 
@@ -304,12 +307,9 @@ def encode(row: Body | Encoded) -> bytes:
     JavaScript readers break lines on them; escaping keeps every row on exactly one line.
     """
     if type(row) is Encoded:
-        return encode_fields(row.fields)
-    return _one_line(_dumps(row))
-
-
-def encode_fields(fields: dict[str, str]) -> bytes:
-    """`encode` of a row whose values are JSON already (name -> JSON text)."""
-    # Names are plain identifiers (nothing to escape), sorted as json.dumps sorts keys.
-    text = "{" + ",".join([f'"{name}":{fields[name]}' for name in sorted(fields)]) + "}"
+        # Names are plain identifiers (nothing to escape), sorted as json.dumps sorts keys.
+        fields = row.fields
+        text = "{" + ",".join([f'"{name}":{fields[name]}' for name in sorted(fields)]) + "}"
+    else:
+        text = _dumps(row)
     return _one_line(text)

@@ -152,10 +152,10 @@ class Pipeline:
             if spec.bare
             else formats.majority_meta_json(pk, a, b, tie, both_bad, agreement, winner, strength)
         )
-        for fields in formats.pair_fields(
+        for encoded in formats.pair_fields(
             key, prompt, chosen, rejected, strength, meta, spec.format, spec.style, spec.bare
         ):
-            yield split, formats.encode_fields(fields)
+            yield split, formats.encode(encoded)
 
     def _usable(self, item: ItemRecord) -> tuple[AnnotationRecord, ...]:
         dropped = self.stats.dropped

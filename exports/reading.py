@@ -4,15 +4,19 @@ Items, their responses and their annotations are read by three queries ordered b
 a chunked iterator (a server-side cursor on PostgreSQL), and merged here. No query returns a
 row per annotation with the item's conversation attached: that would send each prompt and
 response pair over the wire once per judgement. Memory holds one item and one chunk per query.
+A majority over pairs (`read_tallied`) reads one row per item instead, with its votes counted:
+on PostgreSQL one query joins the items, their texts, reviews and counts.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
+from json import loads
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections
 from django.db.models import (
@@ -20,6 +24,8 @@ from django.db.models import (
     CharField,
     Count,
     Exists,
+    Field,
+    Model,
     OuterRef,
     Q,
     QuerySet,
@@ -190,66 +196,101 @@ def read_tallied(
         .values_list("item_id", *columns)
     )
     if connections[tallies.db].vendor == "postgresql":
-        rows = _joined_tallies(tallies, ("item_id", *columns), chunk_size)
-    else:
-        rows = _merged_tallies(project, tallies, ("item_id", *columns), chunk_size)
-    for pk, external_id, messages, metadata, status, texts, review, counts in rows:
-        messages = _json(messages)
-        group = prompt_group(messages) if grouped else ""
-        metadata = {} if metadata == "{}" else _json(metadata) or {}
-        yield pk, external_id, messages, metadata, status, group, texts or (), review, counts
+        return _joined_tallies(project, tallies, ("item_id", *columns), grouped, chunk_size)
+    return _merged_tallies(project, tallies, ("item_id", *columns), grouped, chunk_size)
+
+
+def _tallied_row(
+    row: tuple[Any, ...], texts: Any, review: ReviewRecord | None, counts: Any, grouped: bool
+) -> TalliedRow:
+    """A `TalliedRow` from an item's columns (pk, external id, messages, metadata, status)."""
+    messages = _json(row[2])
+    metadata = row[3]
+    metadata = {} if metadata == "{}" else _json(metadata) or {}
+    group = prompt_group(messages) if grouped else ""
+    return row[0], row[1], messages, metadata, row[4], group, texts or (), review, counts
 
 
 def _joined_tallies(
-    tallies: QuerySet[Any, Any], columns: tuple[str, ...], chunk_size: int
-) -> Iterator[tuple[Any, ...]]:
-    """One query: each counted item joined to its row, its response texts (an array, by
-    position) and its review, in item order; the three-stream merge done by PostgreSQL."""
+    project: Project,
+    tallies: QuerySet[Any, Any],
+    columns: tuple[str, ...],
+    grouped: bool,
+    chunk_size: int,
+) -> Iterator[TalliedRow]:
+    """One query: the annotated items (`_annotated_items`) joined to their counts, their
+    response texts (an array, by position) and their reviews, in item order; the merge of the
+    streams done by PostgreSQL."""
     query = tallies.query
     selected = (*query.extra_select, *query.values_select, *query.annotation_select)
     if selected != columns:
         raise ValueError(f"the query selects {selected}, not {columns}")
-    tally_sql, params = query.get_compiler(using=tallies.db).as_sql()
-    item, response, review = Item._meta, Response._meta, Review._meta
+    tally_sql, tally_params = query.get_compiler(using=tallies.db).as_sql()
+    annotated = _annotated_items(project)
+    items_sql, items_params = annotated.query.get_compiler(using=annotated.db).as_sql()
     quote = connections[tallies.db].ops.quote_name
-    review_columns = ", ".join(
-        f"rv.{quote(review.get_field(name).column)}" for name in REVIEW_FIELDS
-    )
-    item_columns = ", ".join(
-        f"i.{quote((item.pk if name == 'pk' else item.get_field(name)).column)}"
-        for name in ITEM_COLUMNS
-    )
+
+    def column(model: type[Model], name: str) -> str:
+        field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+        return quote(cast(str, cast("Field[Any, Any]", field).column))
+
+    responses, reviews = (quote(m._meta.db_table) for m in (Response, Review))
+    item_columns = ", ".join(f"i.{quote(name)}" for name in ITEM_COLUMNS)  # the aliases
+    review_columns = ", ".join(f"rv.{column(Review, name)}" for name in REVIEW_FIELDS)
     width = len(REVIEW_FIELDS)
     # Identifiers from the models' metadata, quoted; values only as parameters.
     sql = (
-        f"SELECT {item_columns},"  # noqa: S608
-        f" ARRAY(SELECT r.{quote(response.get_field('text').column)}"
-        f" FROM {quote(response.db_table)} r"
-        f" WHERE r.{quote(response.get_field('item').column)} = i.{quote(item.pk.column)}"
-        f" ORDER BY r.{quote(response.get_field('position').column)}),"
-        f" {review_columns}, t.*"
-        f" FROM ({tally_sql}) t"
-        f" JOIN {quote(item.db_table)} i ON i.{quote(item.pk.column)} = t.{quote('item_id')}"
-        f" LEFT JOIN {quote(review.db_table)} rv"
-        f" ON rv.{quote(review.get_field('item').column)} = i.{quote(item.pk.column)}"
-        f" ORDER BY t.{quote('item_id')}"
+        f"SELECT {item_columns}, ARRAY(SELECT r.{column(Response, 'text')}"  # noqa: S608
+        f" FROM {responses} r WHERE r.{column(Response, 'item')} = i.{quote('pk')}"
+        f" ORDER BY r.{column(Response, 'position')}), {review_columns}, t.*"
+        f" FROM ({items_sql}) i JOIN ({tally_sql}) t"
+        f" ON t.{quote('item_id')} = i.{quote('pk')}"
+        f" LEFT JOIN {reviews} rv ON rv.{column(Review, 'item')} = i.{quote('pk')}"
+        f" ORDER BY i.{quote('pk')}"
     )
+    params = (*items_params, *tally_params)
     first_count = len(ITEM_COLUMNS) + 1 + width + 1  # past the tally's own item_id
     with connections[tallies.db].chunked_cursor() as cursor:
         cursor.execute(sql, params)
-        while chunk := cursor.fetchmany(chunk_size):
+        for chunk in _prefetched(cursor, chunk_size):
             for row in chunk:
-                decision = row[6]
+                # Inlined `_tallied_row` (a million calls): the item's columns, its texts, its
+                # review (NULLs when it has none) and its counts.
+                messages = row[2]
+                messages = loads(messages) if type(messages) is str else messages
+                metadata = row[3]
                 yield (
-                    *row[:6],
-                    None if decision is None else ReviewRecord(*row[6 : 6 + width]),
+                    row[0],
+                    row[1],
+                    messages,
+                    {} if metadata == "{}" else _json(metadata) or {},
+                    row[4],
+                    prompt_group(messages) if grouped else "",
+                    row[5],
+                    None if row[6] is None else ReviewRecord(*row[6 : 6 + width]),
                     row[first_count:],
                 )
 
 
+def _prefetched(cursor: Any, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """The cursor's rows a chunk at a time, the next chunk fetched by a thread while the caller
+    works on this one: PostgreSQL computes it (and psycopg waits for it, without the GIL) while
+    Python builds lines. psycopg serializes the connection's use, so a query the caller makes
+    meanwhile (a job's progress) waits for the fetch."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-fetch") as pool:
+        pending = pool.submit(cursor.fetchmany, chunk_size)
+        while chunk := pending.result():
+            pending = pool.submit(cursor.fetchmany, chunk_size)
+            yield chunk
+
+
 def _merged_tallies(
-    project: Project, tallies: QuerySet[Any, Any], columns: tuple[str, ...], chunk_size: int
-) -> Iterator[tuple[Any, ...]]:
+    project: Project,
+    tallies: QuerySet[Any, Any],
+    columns: tuple[str, ...],
+    grouped: bool,
+    chunk_size: int,
+) -> Iterator[TalliedRow]:
     """`_joined_tallies` for databases without arrays: items, responses, reviews and counts
     read as ordered streams and merged here."""
     texts_of = _Groups(
@@ -258,13 +299,13 @@ def _merged_tallies(
     reviews_of = _Groups(_reviews(project).iterator(chunk_size=chunk_size), itemgetter(0))
     counted = _plain_rows(tallies, chunk_size, columns=columns)
     items = _plain_rows(_annotated_items(project), chunk_size, columns=ITEM_COLUMNS)
-    for pk, external_id, messages, metadata, status in items:
+    for item in items:
+        pk = item[0]
         row = next(counted)  # both in item order, and every item listed has judgements
         if row[0] != pk:
             raise RuntimeError(f"item {pk}: judgements counted for item {row[0]}")
         texts = [text for _, text in texts_of.take(pk)]
-        review = _review(reviews_of.take(pk))
-        yield pk, external_id, messages, metadata, status, texts, review, row[1:]
+        yield _tallied_row(item, texts, _review(reviews_of.take(pk)), row[1:], grouped)
 
 
 class _Joined(Aggregate):

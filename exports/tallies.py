@@ -12,16 +12,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from exports.rows import AnnotationRecord, ReviewRecord
 
 
-@dataclass(frozen=True)
-class Tally:
+class Tally(NamedTuple):
     """Votes per choice; `strength_a`/`strength_b` add up the strengths of the votes for A and
-    for B, a judgement stored without one counting as 1 ("slightly better")."""
+    for B, a judgement stored without one counting as 1 ("slightly better"). A named tuple: an
+    export makes one per item, and a frozen dataclass took 5 µs to make."""
 
     a: int = 0
     b: int = 0
