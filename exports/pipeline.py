@@ -94,7 +94,7 @@ class Pipeline:
         kept = self._usable(item)
         if not kept:
             return
-        split = self.spec.splitter.split_of(item.group)
+        split = self.spec.splitter.split_for(item.id, item.group)
         for line in self._lines(item, kept):
             yield split, line
 
@@ -133,7 +133,7 @@ class Pipeline:
             item = ItemRecord(pk, key, tuple(prompt), group, status, tuple(texts), review=review)
             pairs = policies.majority(item, tally, policy, dropped)
             if pairs:
-                split = spec.splitter.split_of(group)
+                split = spec.splitter.split_for(pk, group)
                 for pair in pairs:
                     self.stats.add_pair(pair)
                     for line in self._pair_lines(pair):
@@ -144,7 +144,7 @@ class Pipeline:
             return
         winner, agreement, strength = decision
         self.stats.add_agreement(agreement)
-        split = spec.splitter.split_of(group)
+        split = spec.splitter.split_for(pk, group)
         first, second = texts
         chosen, rejected = (first, second) if winner == "a" else (second, first)
         meta = (

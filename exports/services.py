@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 import annotate
+from curation.dedup.selectors import near_duplicate_representatives
 from exports import reading
 from exports.card import Outcome, card, manifest
 from exports.errors import InvalidOptions, NoRows
@@ -73,7 +74,11 @@ def run_export(
 def prepare(project: Project, options: ExportOptions) -> tuple[ProjectFacts, ExportSpec]:
     """The project's facts and the resolved spec; InvalidOptions when the options do not fit."""
     facts = project_facts(project)
-    return facts, resolve(options, facts, annotator_ids(options.exclude_annotators))
+    spec = resolve(options, facts, annotator_ids(options.exclude_annotators))
+    if spec.splitter.splits:
+        near = near_duplicate_representatives(project.pk)
+        spec = replace(spec, splitter=replace(spec.splitter, near=near))
+    return facts, spec
 
 
 def style_of(spec: ExportSpec) -> str:

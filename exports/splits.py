@@ -6,16 +6,17 @@ split on every re-export, whatever else was added, removed or filtered, and item
 prompt word for word (pairwise items with the same prompt and other responses, say) share one
 split, so a test prompt never also appears in train. Hashing the group rather than the item id
 needs no pass over the project first (streaming), and a group's split does not change when one
-of its items is deleted or filtered out. Near-duplicate groups (curation's dedup runs) can
-replace the group key once they exist.
+of its items is deleted or filtered out. Items in a near-duplicate group of the project's
+latest dedup run (curation) key on the group's representative instead, so near duplicates do
+not straddle splits either (`Splitter.near`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from exports.rows import Message
 from labeling.importing import content_hash
@@ -61,10 +62,17 @@ class Splitter:
 
     salt: str
     splits: tuple[tuple[str, float], ...] = ()
+    # item id -> the representative of its near-duplicate group (curation's latest dedup run)
+    near: Mapping[int, int] = field(default_factory=dict, compare=False)
 
     @property
     def names(self) -> tuple[str, ...]:
         return (TRAIN, *(name for name, _ in self.splits))
+
+    def split_for(self, item_id: int, group: str) -> str:
+        """The item's split: by its near-duplicate group if it has one, else its prompt's."""
+        representative = self.near.get(item_id)
+        return self.split_of(group if representative is None else f"near:{representative}")
 
     def split_of(self, group: str) -> str:
         if not self.splits:

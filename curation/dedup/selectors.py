@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from curation.dedup.services import ACTIONABLE, item_text
-from curation.models import DuplicateGroup, DuplicateMember
+from curation.models import DedupRun, DuplicateGroup, DuplicateMember
 from labeling.diffing import DiffLine, line_diff
 from labeling.models import Item
 
@@ -57,3 +57,22 @@ def _word_diff(old: str, new: str) -> list[DiffLine]:
     # labeling's line diff, one word a "line": the same diff, at the granularity duplicates need.
     return [line for line in line_diff("\n".join(old.split()), "\n".join(new.split()))
             if line.op != "delete"]  # fmt: skip
+
+
+def near_duplicate_representatives(project_id: int) -> dict[int, int]:
+    """item id -> its near-duplicate group's representative, from the project's latest
+    succeeded dedup run: what an export's split keys on, so a group never straddles splits."""
+    run = (
+        DedupRun.objects.filter(project_id=project_id, status=DedupRun.Status.SUCCEEDED)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    if run is None:
+        return {}
+    members = DuplicateMember.objects.filter(
+        group__run=run, group__kind=DuplicateGroup.Kind.NEAR
+    ).order_by("group_id", "item_id")
+    representatives: dict[int, int] = {}
+    for item_id, representative in members.values_list("item_id", "group__representative_id"):
+        representatives.setdefault(item_id, representative)
+    return representatives
