@@ -17,7 +17,7 @@ ensure_venv() {  # $1: the extras to install, e.g. "dev" or ""
   if [ ! -f "$stamp" ]; then
     echo "Installing $spec into $VENV (first run only) ..."
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    if [[ ",${1:-}," == *",finetune,"* ]]; then
+    if [[ ",${1:-}," == *",finetune,"* || ",${1:-}," == *",semantic,"* ]]; then
       # torch first, pinned: asked for by a range through another package, pip would pull a
       # multi-GB CUDA build. Set TORCH_SPEC (e.g. a CUDA wheel) to choose another build.
       local torch_spec

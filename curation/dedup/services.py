@@ -26,7 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from curation.dedup import lsh, minhash
+from curation.dedup import lsh, minhash, semantic
 from curation.models import (
     DedupBatch,
     DedupConfig,
@@ -258,14 +258,16 @@ def merge(*, run_id: int) -> DedupRun | None:
     pairs = [(first, second) for first, second in ids[candidates].tolist()]
     verified = _verify(run, _unstored(run, pairs))
     DuplicatePair.objects.bulk_create(verified, batch_size=WRITE_CHUNK, ignore_conflicts=True)
+    similar = semantic.find_groups(run)  # embeddings take minutes: computed before the lock
     with transaction.atomic():
         locked = DedupRun.objects.select_for_update().get(pk=run.pk)
         if locked.status != DedupRun.Status.MERGING:
             return None  # another worker took over and finished first
         _write_groups(run)
+        _create_groups(run, DuplicateGroup.Kind.SEMANTIC, similar.groups)
         locked.status, locked.finished_at = DedupRun.Status.SUCCEEDED, timezone.now()
         locked.candidate_pairs, locked.verified_pairs = len(pairs), len(verified)
-        locked.message = _summary(run)
+        locked.message = _summary(run) + similar.message
         locked.save()
     logger.info("dedup.finished", extra={"run_id": run.pk, "pairs": len(verified)})
     return locked

@@ -10,6 +10,7 @@ start over.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -37,6 +38,15 @@ class DedupConfig(models.Model):
     threshold = models.FloatField(default=0.8, help_text="Jaccard similarity, 0.5 to 1.")
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.WORD)
     ngram = models.PositiveSmallIntegerField(default=3, help_text="Words or characters a shingle.")
+    # Optional embedding dedup (curation.dedup.semantic, the `semantic` extra). 0.9 groups
+    # paraphrases (0.94 for two wordings of one question) and keeps apart prompts that only
+    # share a topic (docs/curation.md, "Semantic dedup").
+    semantic = models.BooleanField(
+        default=False, help_text="Also group prompts with similar sentence embeddings."
+    )
+    semantic_threshold = models.FloatField(
+        default=0.9, help_text="Cosine similarity of the prompts' embeddings, 0.5 to 1."
+    )
 
     class Meta:
         constraints = [
@@ -46,10 +56,20 @@ class DedupConfig(models.Model):
             models.CheckConstraint(
                 condition=Q(ngram__gte=1, ngram__lte=12), name="dedup_ngram_range"
             ),
+            models.CheckConstraint(
+                condition=Q(semantic_threshold__gte=0.5, semantic_threshold__lte=1),
+                name="dedup_semantic_threshold_range",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"dedup settings of {self.project_id}"
+
+    def clean(self) -> None:
+        from curation.dedup import semantic  # imports no torch; semantic imports models
+
+        if self.semantic and not semantic.available():
+            raise ValidationError(semantic.INSTALL_HINT)
 
 
 class DedupRun(models.Model):
@@ -195,6 +215,7 @@ class DuplicateGroup(models.Model):
         NEAR = "near", "Near-duplicate prompts"
         EXACT_PROMPT = "exact_prompt", "Exact duplicate prompts"
         EXACT_RESPONSE = "exact_response", "Exact duplicate responses"
+        SEMANTIC = "semantic", "Semantically similar prompts"
 
     run = models.ForeignKey(DedupRun, on_delete=models.CASCADE, related_name="groups")
     kind = models.CharField(max_length=16, choices=Kind.choices)

@@ -6,6 +6,8 @@ of the queue is an admin's decision); annotators get 403; people outside the pro
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
@@ -28,8 +30,20 @@ GROUPS_A_PAGE = 20
 class DedupConfigForm(forms.ModelForm):
     class Meta:
         model = DedupConfig
-        fields = ["threshold", "mode", "ngram"]
-        widgets = {"threshold": forms.NumberInput(attrs={"step": "0.01", "min": 0.5, "max": 1})}
+        fields = ["threshold", "mode", "ngram", "semantic", "semantic_threshold"]
+        widgets = {
+            "threshold": forms.NumberInput(attrs={"step": "0.01", "min": 0.5, "max": 1}),
+            "semantic_threshold": forms.NumberInput(attrs={"step": "0.01", "min": 0.5, "max": 1}),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Only read when semantic mode is on: left empty, the stored (or default) one stays.
+        self.fields["semantic_threshold"].required = False
+
+    def clean_semantic_threshold(self) -> float:
+        value = self.cleaned_data.get("semantic_threshold")
+        return self.instance.semantic_threshold if value is None else float(value)
 
 
 @login_required
