@@ -21,5 +21,5 @@ RUN if [ -n "$EXTRAS" ]; then \
     && useradd --create-home app && mkdir -p /data && chown app /data
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "annotate.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "2",
+CMD ["gunicorn", "annotate.wsgi", "--config", "python:annotate.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "2",
      "--worker-class", "gthread", "--keep-alive", "75"]

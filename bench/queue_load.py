@@ -58,6 +58,8 @@ if TYPE_CHECKING:  # Django models load only after django.setup()
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotate.settings")
+# gunicorn reads its settings file (gc.freeze after the app loads) as bin/run and Docker do.
+os.environ.setdefault("GUNICORN_CMD_ARGS", "--config python:annotate.gunicorn_conf")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/annotate_queue_bench")
 os.environ["DEBUG"] = "0"  # DEBUG keeps every query in memory: not what production runs
 

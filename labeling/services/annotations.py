@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from labeling.access import one_or_none
 from labeling.models import Annotation, Assignment, Membership, Project
 from labeling.services import gold
 from labeling.services.assignments import LeaseLost, QueueError, item_is_open, reacquire
@@ -115,11 +114,16 @@ def _acknowledged(assignment: Assignment, user: Any, membership: Membership | No
 
 def _earlier_submit(assignment: Assignment, user: Any, client_id: uuid.UUID) -> Annotation | None:
     """The annotation an earlier submit with this client id made, if any."""
-    earlier = Annotation.objects.filter(annotator=user, client_id=client_id)
     # Nearly always there is none: ask for one column, and load the row only if there is.
-    assignment_id = one_or_none(earlier.values_list("assignment_id", flat=True))
-    if assignment_id is None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            EARLIER_SUBMIT, (user.pk, _CLIENT_ID.get_db_prep_value(client_id, connection))
+        )
+        row = cursor.fetchone()
+    if row is None:
         return None
+    assignment_id = row[0]
+    earlier = Annotation.objects.filter(annotator=user, client_id=client_id)
     if assignment_id != assignment.pk:
         # A client id names one submit of one lease; reusing it elsewhere is a client bug
         # that must not pass for success.
@@ -129,13 +133,27 @@ def _earlier_submit(assignment: Assignment, user: Any, client_id: uuid.UUID) -> 
 
 def _close_lease(assignment: Assignment, user: Any, *, resubmit: bool) -> bool:
     """Compare-and-set ACTIVE -> SUBMITTED; 0 rows means the lease is not ours any more."""
-    live = Assignment.objects.filter(
-        pk=assignment.pk, annotator=user, status=Assignment.Status.ACTIVE
-    )
-    closing = {"status": Assignment.Status.SUBMITTED, "finished_at": timezone.now()}
-    if live.update(**closing):
-        return True
-    return resubmit and reacquire(assignment) and bool(live.update(**closing))
+    params = (connection.ops.adapt_datetimefield_value(timezone.now()), assignment.pk, user.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(CLOSE_LEASE, params)
+        if cursor.rowcount:
+            return True
+        if not (resubmit and reacquire(assignment)):
+            return False
+        cursor.execute(CLOSE_LEASE, params)
+        return bool(cursor.rowcount)
+
+
+# The submit's hot statements, written out (the ORM compiled them anew on every request); the
+# same SQL on PostgreSQL and SQLite, with parameters adapted as the ORM would.
+EARLIER_SUBMIT = (
+    "SELECT assignment_id FROM labeling_annotation WHERE annotator_id = %s AND client_id = %s"
+)
+CLOSE_LEASE = (
+    "UPDATE labeling_assignment SET status = 'submitted', finished_at = %s"
+    " WHERE id = %s AND annotator_id = %s AND status = 'active'"
+)
+_CLIENT_ID = Annotation._meta.get_field("client_id")
 
 
 def _raise_lost(assignment: Assignment) -> None:

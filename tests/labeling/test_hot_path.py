@@ -97,3 +97,17 @@ def test_a_held_lease_comes_before_the_guideline_gate_without_the_lookup(
     guidelines.publish(project=sft_project, author=queue_admin, body="v1", changelog="v1")
     member = Membership.objects.select_related("project").get(user=annotator, project=sft_project)
     assert assignments.claim_next(membership=member, renew=False).pk == held.pk
+
+
+def test_a_written_out_claim_answers_the_row_it_stored(pairwise_project, annotator, monkeypatch):
+    # The claim's statements are SQL written out: the lease it answers is the stored row.
+    monkeypatch.setattr(assignments, "_coin", lambda: True)
+    ItemFactory(project=pairwise_project, priority=0)
+    first = ItemFactory(project=pairwise_project, priority=5, messages=[{"role": "user"}])
+    lease = lease_of(annotator, pairwise_project)
+    stored = Assignment.objects.get()
+    assert (lease.pk, lease.item_id, lease.status) == (stored.pk, first.pk, stored.status)
+    assert (lease.swapped, lease.gold) == (stored.swapped, stored.gold) == (True, False)
+    assert (lease.expires_at, lease.created_at) == (stored.expires_at, stored.created_at)
+    assert lease.item.messages == [{"role": "user"}]
+    assert Item.objects.get(pk=first.pk).open_slots == pairwise_project.overlap - 1
