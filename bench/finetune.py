@@ -1,6 +1,7 @@
 """Finetune benchmark: tokens/s and peak memory of LoRA SFT and DPO, ours beside plain TRL.
 
-    .venv/bin/python bench/finetune.py [--model PATH] [--steps 30] [--rows 256] [--length 128]
+    .venv/bin/python bench/finetune.py [--model PATH] [--steps 30] [--rows N] [--length 40]
+        [--repeats 3] [--variants ours-dpo trl-dpo]
 
 Without --model it builds the tiny test model (finetune.training.tiny) in a temporary folder
 and runs on CPU. Each variant runs in its own process, so peak memory (GPU: torch's max
@@ -12,8 +13,15 @@ allocated; CPU: the process's peak RSS) belongs to that variant alone:
   LoraConfig, on the same rows, same steps and batch size (use_cpu set on a CPU, since TRL's
   bf16 default refuses to run there).
 
-tokens/s counts the non-padding tokens TRL reports (`num_tokens`) over the training time.
-Results go in docs/benchmarks.md ("## Finetune").
+Both sides train on the same rows (by default exactly one epoch: rows = steps x batch), same
+steps, same batch. tokens/s counts the non-padding tokens TRL reports (`num_tokens`: every
+sequence of the batch, a DPO pair counting its prompt twice) over the training time; for ours
+the training time includes the DPO reference pass done before the first step (the baseline
+does it inside every step). `cpu` is the process's CPU time over the same span (1 torch
+thread), much less disturbed than wall time by other load on the machine; on a GPU compare the
+wall tokens/s. Each variant runs
+`--repeats` times, alternating; the table shows medians. Results go in docs/benchmarks.md
+("## Finetune").
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +85,8 @@ def ours(method: str, model: Path, folder: Path, steps: int) -> dict[str, Any]:
     metrics = train(job, lambda point: None, lambda: False).metrics
     return {
         "tokens": metrics["train_tokens"],
-        "seconds": metrics["train_seconds"],
+        "seconds": metrics["train_seconds"] + metrics["reference_seconds"],
+        "cpu_seconds": metrics["train_cpu_seconds"],
         "peak_bytes": metrics["peak_memory_bytes"],
     }
 
@@ -104,10 +114,13 @@ def baseline(method: str, model: Path, folder: Path, steps: int) -> dict[str, An
         AutoModelForCausalLM.from_pretrained(model), args=config, train_dataset=rows,
         processing_class=AutoTokenizer.from_pretrained(model), peft_config=LoraConfig(),
     )  # fmt: skip
+    started = time.process_time()
     output = trainer.train()
+    cpu = time.process_time() - started
     return {
         "tokens": int(max(log.get("num_tokens", 0) for log in trainer.state.log_history)),
         "seconds": output.metrics["train_runtime"],
+        "cpu_seconds": cpu,
         "peak_bytes": peak_memory_bytes(),
     }
 
@@ -125,8 +138,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path)
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--rows", type=int, help="default: steps x batch 4 (one epoch)")
     parser.add_argument("--length", type=int, default=40, help="words per prompt and answer")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -135,9 +150,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         model = options.model or _tiny(folder / "tiny")
-        write_data(folder, options.rows, options.length)
-        results = {v: _spawn(v, model, folder, options.steps) for v in VARIANTS}
-    _print(results)
+        write_data(folder, options.rows or options.steps * 4, options.length)
+        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in options.variants}
+        for _ in range(options.repeats):
+            for variant in options.variants:
+                runs[variant].append(_spawn(variant, model, folder, options.steps))
+                print(variant, json.dumps(runs[variant][-1]), flush=True)
+    _print(runs)
 
 
 VARIANTS = ("ours-sft", "trl-sft", "ours-dpo", "trl-dpo")
@@ -161,20 +180,25 @@ def _spawn(variant: str, model: Path, folder: Path, steps: int) -> dict[str, Any
     return result
 
 
-def _print(results: dict[str, dict[str, Any]]) -> None:
-    print("| variant | tokens | train s | tokens/s | peak MiB | process wall s |")
-    print("|---|---|---|---|---|---|")
-    for variant, r in results.items():
-        rate = r["tokens"] / r["seconds"]
-        mib = r["peak_bytes"] / 2**20
+def _print(runs: dict[str, list[dict[str, Any]]]) -> None:
+    rates: dict[str, float] = {}
+    print("| variant | tokens | train s | tokens/s | CPU s | tokens/CPU s | peak MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for variant, results in runs.items():
+        tokens = median([r["tokens"] for r in results])
+        seconds = median([r["seconds"] for r in results])
+        cpu = median([r["cpu_seconds"] for r in results])
+        rate = median([r["tokens"] / r["seconds"] for r in results])
+        rates[variant] = cpu_rate = median([r["tokens"] / r["cpu_seconds"] for r in results])
+        mib = median([r["peak_bytes"] for r in results]) / 2**20
         print(
-            f"| {variant} | {r['tokens']} | {r['seconds']:.2f} | {rate:.0f} | {mib:.0f} "
-            f"| {r['wall_s']} |"
+            f"| {variant} | {tokens:.0f} | {seconds:.2f} | {rate:.0f} | {cpu:.2f} "
+            f"| {cpu_rate:.0f} | {mib:.0f} |"
         )
     for method in ("sft", "dpo"):
-        ours_rate = results[f"ours-{method}"]["tokens"] / results[f"ours-{method}"]["seconds"]
-        trl_rate = results[f"trl-{method}"]["tokens"] / results[f"trl-{method}"]["seconds"]
-        print(f"{method}: ours / plain TRL tokens/s = {ours_rate / trl_rate:.2f}")
+        if f"ours-{method}" in rates and f"trl-{method}" in rates:
+            ratio = rates[f"ours-{method}"] / rates[f"trl-{method}"]
+            print(f"{method}: ours / plain TRL, tokens per CPU second = {ratio:.2f}")
 
 
 if __name__ == "__main__":

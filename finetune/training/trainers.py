@@ -8,6 +8,9 @@ Decisions (docs/finetune.md has the reasons at length):
 - SFT on `messages` masks the loss to assistant turns (`assistant_only_loss`, which needs the
   model's chat template to mark them with `{% generation %}`); SFT on prompt/completion masks
   it to the completion (TRL's default for that shape).
+- DPO's reference log-probabilities are computed once, before training, with the adapter
+  disabled (`precompute_reference`), instead of a second no-grad forward every step: the
+  reference never changes, so the loss is the same and each step does one forward, not two.
 - Evaluation is not interleaved with training: it runs once at the end (evaluation.py).
 - Nothing is checkpointed by the Trainer (`save_strategy="no"`): the adapter is written once,
   atomically, by output.py.
@@ -15,6 +18,9 @@ Decisions (docs/finetune.md has the reasons at length):
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,5 +130,102 @@ def _dpo(args: dict[str, Any], job: TrainJob, kwargs: Any) -> Any:
     from trl import DPOConfig, DPOTrainer
 
     # No ref_model: with a PEFT model TRL disables the adapter for the reference pass.
+    # TRL's own precompute (precompute_ref_log_probs=True) hashes every weight of the model for
+    # a cache file name and writes an Arrow cache; precompute_reference does it in memory.
     config = DPOConfig(**args, beta=job.settings.beta, precompute_ref_log_probs=False)
     return DPOTrainer(args=config, **kwargs)
+
+
+def precompute_reference(trainer: Any, batch_size: int) -> float:
+    """Reference log-probs of every train and eval pair, once, before training; seconds taken.
+
+    Adds TRL's `ref_chosen_logps` / `ref_rejected_logps` columns and switches the trainer to
+    read them (TRL's `precompute_ref_logps` path), so no step runs the reference forward. The
+    values are what the per-step pass computes (the summed log-probability of each answer
+    given its prompt, the same weights with the adapter disabled, no dropout), up to float
+    rounding, but cheaper: rows are batched by length (little padding) and the output layer
+    runs only from the batch's first answer token on (`logits_to_keep`), not over the prompt.
+    At most `batch_size` sequences go through the model at once. A no-op for SFT.
+    """
+    if not hasattr(trainer, "compute_ref_log_probs"):
+        return 0.0
+    started = time.perf_counter()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    was_training = model.training
+    model.eval()
+    try:
+        with model.disable_adapter():
+            trainer.train_dataset = _with_reference(model, trainer.train_dataset, batch_size)
+            if trainer.eval_dataset is not None and len(trainer.eval_dataset):
+                trainer.eval_dataset = _with_reference(model, trainer.eval_dataset, batch_size)
+    finally:
+        model.train(was_training)
+    trainer.precompute_ref_logps = True
+    return time.perf_counter() - started
+
+
+def _with_reference(model: Any, dataset: Dataset, batch_size: int) -> Dataset:
+    pad_id = model.config.pad_token_id
+    pad_id = 0 if pad_id is None else pad_id
+    prompts, chosen, rejected = (dataset[c] for c in ("prompt_ids", "chosen_ids", "rejected_ids"))
+    columns: dict[str, list[float]] = {}
+    for name, answers in (("ref_chosen_logps", chosen), ("ref_rejected_logps", rejected)):
+        order = sorted(range(len(answers)), key=lambda i: len(prompts[i]) + len(answers[i]))
+        values = [0.0] * len(answers)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            logps = answer_logps(
+                model, [prompts[i] for i in rows], [answers[i] for i in rows], pad_id
+            )
+            for row, value in zip(rows, logps.tolist(), strict=True):
+                values[row] = value
+        columns[name] = values
+    for name, values in columns.items():
+        dataset = dataset.add_column(name, values)
+    return dataset
+
+
+@torch.no_grad()
+def answer_logps(
+    model: Any, prompts: list[list[int]], answers: list[list[int]], pad_id: int
+) -> Any:
+    """Summed log-probability of each answer given its prompt (right padded, one forward).
+
+    Logits are computed only from the position before the batch's earliest answer token.
+    """
+    device = next(model.parameters()).device
+    width = max(len(p) + len(a) for p, a in zip(prompts, answers, strict=True))
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    answer_mask = torch.zeros((len(prompts), width), dtype=torch.float32)
+    for row, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
+        ids[row, : len(prompt) + len(answer)] = torch.tensor(prompt + answer, dtype=torch.long)
+        answer_mask[row, len(prompt) : len(prompt) + len(answer)] = 1.0
+    first = min(len(p) for p in prompts)  # the first position that holds an answer token
+    keep = torch.arange(first - 1, width - 1, device=device)  # positions that predict them
+    ids, answer_mask = ids.to(device), answer_mask.to(device)
+    # Right padding under a causal mask: no real token sees a pad, so no padding mask is needed
+    # (attention takes its faster causal-only path).
+    logits = model(input_ids=ids, logits_to_keep=keep, use_cache=False).logits
+    logps = torch.log_softmax(logits.float(), dim=-1)
+    logps = torch.gather(logps, 2, ids[:, first:, None]).squeeze(2)
+    return (logps * answer_mask[:, first:]).sum(dim=1).cpu()
+
+
+@contextlib.contextmanager
+def scored_answers_only() -> Iterator[None]:
+    """Make TRL's fused LM head score only the trained positions on every device.
+
+    TRL 1.16 (`trl.trainer.utils.add_fused_lm_head`) scores only positions with a label where
+    Triton runs (CUDA), and every position elsewhere (so that Neuron compiles one shape); on
+    CPU that is the prompt and the padding too, half or more of a step's time on a small
+    model. The values are the same (unscored positions are zeros either way); only the work
+    differs. Scoped to the call, restored after.
+    """
+    from trl.trainer import utils
+
+    original = utils._use_triton
+    utils._use_triton = lambda device: True  # decides only which rows are scored
+    try:
+        yield
+    finally:
+        utils._use_triton = original

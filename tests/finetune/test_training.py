@@ -189,3 +189,26 @@ def test_importing_the_package_loads_no_torch():
     command = [sys.executable, "-c", code]
     out = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603
     assert out.stdout == "False\n"
+
+
+def test_dpo_reference_is_precomputed_as_trl_computes_it_per_step(tiny_model_dir, tmp_path):
+    import torch
+    from transformers import AutoTokenizer
+
+    from finetune.training import data, trainers
+
+    run = job(tmp_path, tiny_model_dir, "dpo", [*dpo_lines(), dpo_line("x", "Why? " * 9, "a", "b")])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows = data.prepare(run.train_file, method="dpo", tokenizer=tokenizer, max_length=64).rows
+    trainer = trainers.build(
+        run, tokenizer=tokenizer, train_rows=rows, test_rows=rows, callbacks=[], scratch=tmp_path
+    )
+    dataset = trainer.train_dataset
+    batch = trainer.data_collator([dataset[i] for i in range(len(dataset))])
+    chosen, rejected = trainer.compute_ref_log_probs(trainer.model, batch)  # TRL's per-step pass
+
+    assert trainers.precompute_reference(trainer, batch_size=3) > 0
+    assert trainer.precompute_ref_logps
+    for split in (trainer.train_dataset, trainer.eval_dataset):
+        assert torch.allclose(torch.tensor(split["ref_chosen_logps"]), chosen, atol=1e-4)
+        assert torch.allclose(torch.tensor(split["ref_rejected_logps"]), rejected, atol=1e-4)
