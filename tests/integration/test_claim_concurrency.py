@@ -83,7 +83,11 @@ def test_postgres_claim_locks_the_item_row_before_taking_the_slot():
         assignments.claim_next(membership=member)
     sql = [q["sql"] for q in context.captured_queries]
     lock = next(i for i, s in enumerate(sql) if "FOR NO KEY UPDATE" in s)
-    assert "SKIP LOCKED" in sql[lock]
-    assert 'FOR NO KEY UPDATE OF "labeling_item" SKIP LOCKED' in sql[lock]
-    update = next(i for i, s in enumerate(sql) if s.startswith('UPDATE "labeling_item"'))
+    # The claim's SQL is written out (labeling.services.assignments): the item row, aliased
+    # i, is the one locked, and only then is its slot taken.
+    assert " FROM labeling_item i WHERE " in sql[lock]
+    assert sql[lock].endswith(" FOR NO KEY UPDATE OF i SKIP LOCKED")
+    update = next(
+        i for i, s in enumerate(sql) if s.startswith("UPDATE labeling_item SET open_slots")
+    )
     assert lock < update
