@@ -14,6 +14,8 @@ from typing import Any
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
+from labeling.charts import svg
+
 WIDTH = 640
 BAR_HEIGHT = 22
 LABEL_WIDTH = 170
@@ -28,14 +30,6 @@ def format_html(template: str, *args: Any) -> SafeString:
 
 def format_html_join(separator: str, template: str, rows: Iterable[Sequence[Any]]) -> SafeString:
     return mark_safe(separator.join(format_html(template, *row) for row in rows))  # noqa: S308
-
-
-def _svg(width: int, height: int, title: str, body: SafeString) -> SafeString:
-    return format_html(
-        '<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" width="{}"'
-        ' height="{}" role="img" aria-label="{}"><title>{}</title>{}</svg>',
-        width, height, width, height, title, title, body,
-    )  # fmt: skip
 
 
 def _number(value: float | None, digits: int = 3) -> str:
@@ -70,7 +64,7 @@ def bar_chart(
     )
     axis = format_html('<line x1="{:.1f}" x2="{:.1f}" y1="0" y2="{}" stroke="#98a2b3"/>', zero,
                        zero, 12 + len(bars) * (BAR_HEIGHT + 6))  # fmt: skip
-    return _svg(WIDTH, 12 + len(bars) * (BAR_HEIGHT + 6), title, body + axis)
+    return svg(WIDTH, 12 + len(bars) * (BAR_HEIGHT + 6), title, body + axis)
 
 
 def line_chart(points: Sequence[tuple[str, float]], *, title: str) -> SafeString:
@@ -103,7 +97,7 @@ def line_chart(points: Sequence[tuple[str, float]], *, title: str) -> SafeString
         '<text x="4" y="16">{}</text>',
         line, PALETTE[0], dots, ends, f"{top:,.0f}",
     )  # fmt: skip
-    return _svg(WIDTH, height, title, body)
+    return svg(WIDTH, height, title, body)
 
 
 def heatmap(
@@ -137,7 +131,7 @@ def heatmap(
         ),
     )  # fmt: skip
     side = margin + len(labels) * size + 10
-    return _svg(side, side, title, body + names)
+    return svg(side, side, title, body + names)
 
 
 def _colour(value: float | None) -> str:
@@ -177,4 +171,4 @@ def stacked_bars(
         ),
     )  # fmt: skip
     height = 30 + len(rows) * (BAR_HEIGHT + 6)
-    return _svg(WIDTH, height, title, format_html_join("", "{}", ([m] for m in marks)) + legend)
+    return svg(WIDTH, height, title, format_html_join("", "{}", ([m] for m in marks)) + legend)

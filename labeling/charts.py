@@ -19,7 +19,8 @@ LABEL_WIDTH = 150
 COLOR = "#3b6fd4"
 
 
-def _svg(width: int, height: int, title: str, body: SafeString) -> SafeString:
+def svg(width: int, height: int, title: str, body: SafeString) -> SafeString:
+    """The chart's frame, titled for screen readers and hovering; curation's charts use it too."""
     return format_html(
         '<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" width="{}"'
         ' height="{}" role="img" aria-label="{}"><title>{}</title>{}</svg>',
@@ -46,7 +47,7 @@ def bar_chart(bars: Sequence[tuple[str, float, str]], *, title: str) -> SafeStri
         '<text x="{}" y="{}">{}</text>',
         rows,
     )
-    return _svg(WIDTH, max(ROW, len(bars) * ROW + 4), title, body)
+    return svg(WIDTH, max(ROW, len(bars) * ROW + 4), title, body)
 
 
 def column_chart(columns: Sequence[tuple[str, int]], *, title: str) -> SafeString:
@@ -71,4 +72,4 @@ def column_chart(columns: Sequence[tuple[str, int]], *, title: str) -> SafeStrin
     axis = format_html_join(
         "", '<text x="{}" y="' + str(height - 6) + '" text-anchor="{}">{}</text>', ends
     )
-    return _svg(WIDTH, height, title, body + axis)
+    return svg(WIDTH, height, title, body + axis)
