@@ -177,7 +177,9 @@ class ItemSignature(models.Model):
     run = models.ForeignKey(DedupRun, null=True, on_delete=models.SET_NULL, related_name="+")
     fingerprint = models.CharField(max_length=100)
     signature = models.BinaryField(help_text="128 little-endian uint32 MinHash values.")
-    band_keys = models.BinaryField(help_text="16 little-endian uint64 LSH band keys.")
+    band_keys = models.BinaryField(
+        help_text="Little-endian uint64 LSH band keys, one a band (bands = 128 // rows a band)."
+    )
     prompt_hash = models.BigIntegerField(help_text="The normalized prompt text, for exact groups.")
     response_hashes = models.JSONField(default=list, blank=True)
 

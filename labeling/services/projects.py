@@ -8,11 +8,14 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
 from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from labeling.models import Membership, Project, Role
+from labeling.models import Item, Membership, Project, Role
+from labeling.services import reviews
 
 
 @dataclass(frozen=True)
@@ -55,3 +58,35 @@ def set_password_link(user: Any) -> str:
 
 def remove_member(*, membership: Membership) -> None:
     membership.delete()
+
+
+def lock_settings(project: Project) -> int:
+    """Lock the project's row for a settings change, in the caller's transaction; returns the
+    overlap stored before it. NO KEY: claims, which reference the row, are not held up."""
+    rows = Project.objects.select_for_update(no_key=True).filter(pk=project.pk)
+    return rows.values_list("overlap", flat=True).get()
+
+
+def overlap_changed(*, project: Project, before: int) -> None:
+    """Carry a new overlap to the items: their open slots, and a fresh review triage."""
+    if project.overlap == before:
+        return
+    shift_open_slots(project=project, delta=project.overlap - before)
+    # Items may count as finished now without a new annotation: look at all again.
+    reviews.reset_triage(project_id=project.pk)
+
+
+def shift_open_slots(*, project: Project, delta: int) -> int:
+    """After the project's overlap changed by `delta`: every item gains (or gives up) as many
+    open slots. Returns the items changed.
+
+    An increment, like a claim's decrement and a release's increment, so it commutes with the
+    claims and releases running meanwhile and needs no lock. Items out of the queue (duplicate,
+    filtered) shift too, since they resume where they were when kept again; gold items take no
+    slot (a demoted one is counted afresh). An item that already has more leases and annotations
+    than a lowered overlap keeps them: its open slots stop at zero.
+    """
+    if not delta:
+        return 0
+    items = Item.objects.filter(project=project).exclude(status=Item.Status.GOLD)
+    return items.update(open_slots=Greatest(F("open_slots") + delta, 0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -14,7 +15,7 @@ from labeling.access import membership_for
 from labeling.forms import ImportForm, InviteForm, ProjectForm, ProjectSettingsForm
 from labeling.models import Membership, Role
 from labeling.selectors import annotator_progress, project_overview
-from labeling.services import imports, projects, reviews
+from labeling.services import imports, projects
 
 ADMIN = [Role.ADMIN]
 
@@ -57,10 +58,9 @@ def settings(request: HttpRequest, slug: str) -> HttpResponse:
     membership = membership_for(request.user, slug, roles=ADMIN)
     form = ProjectSettingsForm(request.POST or None, instance=membership.project)
     if request.method == "POST" and form.is_valid():
-        form.save()
-        if "overlap" in form.changed_data:
-            # Items may count as finished now without a new annotation: look at all again.
-            reviews.reset_triage(project_id=membership.project_id)
+        with transaction.atomic():
+            before = projects.lock_settings(membership.project)
+            projects.overlap_changed(project=form.save(), before=before)
         messages.success(request, "Settings saved.")
         return redirect("labeling:project", slug=slug)
     context = {"membership": membership, "project": membership.project, "form": form}
