@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import random
 from datetime import datetime
+from functools import cache
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, Model, OuterRef, QuerySet
 from django.utils import timezone
 
-from labeling.access import one_or_none
+from labeling import rows
 from labeling.models import Assignment, Item, Membership
 
 logger = logging.getLogger(__name__)
@@ -57,10 +58,26 @@ class AnnotatorPaused(QueueError):
 
 
 def current_lease(*, membership: Membership) -> Assignment | None:
-    return one_or_none(
-        Assignment.objects.filter(
-            project_id=membership.project_id, annotator_id=membership.user_id, status=ACTIVE
-        ).select_related("item")
+    """The annotator's live lease in the project, with its item, or None (a claim asks first)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_current_lease_sql(), (membership.project_id, membership.user_id))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    lease, item = rows.load_joined(row, _LEASE_ITEM)
+    lease.item = item
+    return lease
+
+
+_LEASE_ITEM = ((Assignment, "a"), (Item, "i"))
+
+
+@cache
+def _current_lease_sql() -> str:
+    return (  # names from the models' metadata, never input
+        f"SELECT {rows.select_joined(_LEASE_ITEM)} FROM labeling_assignment a"  # noqa: S608
+        " JOIN labeling_item i ON i.id = a.item_id"
+        " WHERE a.project_id = %s AND a.annotator_id = %s AND a.status = 'active'"
     )
 
 

@@ -9,6 +9,8 @@ booleans, UUIDs and NULLs included).
 import uuid
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import Http404
 from django.urls import reverse
@@ -16,8 +18,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from labeling import rows
+from labeling.access import membership_for
 from labeling.api.permissions import lease_for
-from labeling.models import Annotation, Assignment, GuidelineVersion, Membership, Project
+from labeling.models import Annotation, Assignment, GuidelineVersion, Item, Membership, Project
 from labeling.services import assignments, guidelines
 from tests.factories import ItemFactory, pairwise_item
 
@@ -150,3 +153,50 @@ def test_an_inactive_users_token_answers_401(annotator):
     annotator.save()
     response = token_call(token.key)
     assert (response.status_code, response.json()) == (401, {"detail": "User inactive or deleted."})
+
+
+# --- the membership lookup and the live lease -------------------------------------------------
+
+
+def test_membership_for_loads_the_project_and_both_guidelines(sft_project, annotator, queue_admin):
+    guidelines.publish(project=sft_project, author=queue_admin, body="v1", changelog="v1")
+    member = Membership.objects.get(user=annotator, project=sft_project)
+    guidelines.acknowledge(membership=member, version=sft_project.current_guideline)
+    guidelines.publish(project=sft_project, author=queue_admin, body="v2", changelog="v2")
+    found = membership_for(annotator, sft_project.slug)
+    assert field_values(found) == field_values(Membership.objects.get(pk=member.pk))
+    assert field_values(found.project) == field_values(Project.objects.get(pk=sft_project.pk))
+    v1, v2 = GuidelineVersion.objects.filter(project=sft_project).order_by("number")
+    assert field_values(found.acknowledged_guideline) == field_values(v1)
+    assert field_values(found.project.current_guideline) == field_values(v2)
+    assert found.needs_acknowledgement is True
+
+
+def test_membership_for_without_guidelines(sft_project, annotator):
+    found = membership_for(annotator, sft_project.slug)
+    assert (found.project.current_guideline, found.acknowledged_guideline) == (None, None)
+    assert found.needs_acknowledgement is False
+
+
+def test_membership_for_is_404_for_outsiders_and_anonymous(sft_project, outsider):
+    for user in (outsider, AnonymousUser()):
+        with pytest.raises(Http404):
+            membership_for(user, sft_project.slug)
+
+
+def test_membership_for_is_403_for_a_role_outside_the_allowed(sft_project, annotator):
+    with pytest.raises(PermissionDenied):
+        membership_for(annotator, sft_project.slug, roles=["admin"])
+
+
+def test_current_lease_loads_the_lease_with_its_item(pairwise_project, annotator):
+    item = pairwise_item(pairwise_project)
+    held = lease(annotator, pairwise_project)
+    member = Membership.objects.select_related("project").get(
+        user=annotator, project=pairwise_project
+    )
+    found = assignments.current_lease(membership=member)
+    assert field_values(found) == field_values(Assignment.objects.get(pk=held.pk))
+    assert field_values(found.item) == field_values(Item.objects.get(pk=item.pk))
+    Assignment.objects.filter(pk=held.pk).update(status=Assignment.Status.SKIPPED)
+    assert assignments.current_lease(membership=member) is None
