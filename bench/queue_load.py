@@ -96,6 +96,7 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    _vacuum()  # whatever an interrupted run left
     names = list(SCENARIOS) if args.scenario == "both" else [args.scenario]
     failed = False
     with Gunicorn(args) as server:
@@ -259,6 +260,23 @@ def _drop(project: Project) -> None:
         for statement in DROP:
             cursor.execute(statement, {"p": project.pk})
         project.delete()
+    _vacuum()
+
+
+QUEUE_TABLES = "labeling_item, labeling_response, labeling_assignment, labeling_annotation"
+
+
+def _vacuum() -> None:
+    """Reclaim the rows earlier runs deleted, as autovacuum does on a server in use.
+
+    Without it (autovacuum may be off, as on the VM of docs/benchmarks.md), every run leaves
+    100,000+ dead item rows behind, the claim's index scans wade through their entries, and
+    each run measures a slower database than the one before.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM (ANALYZE) {QUEUE_TABLES}, labeling_membership")
 
 
 # --- the load generator -----------------------------------------------------------------------
