@@ -6,11 +6,9 @@ Outsiders get a 404 (a project's existence is not disclosed); members with the w
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
 from typing import Any, TypeVar
 
 from django.core.exceptions import PermissionDenied
-from django.db import connection
 from django.db.models import QuerySet
 from django.http import Http404
 
@@ -35,14 +33,12 @@ def membership_for(user: Any, slug: str, roles: Iterable[str] | None = None) -> 
 
     Every project page and endpoint starts here: its SQL is written out (`labeling.rows`).
     """
-    row = None
+    found = None
     if user.is_authenticated:
-        with connection.cursor() as cursor:
-            cursor.execute(_membership_sql(), (user.pk, slug))
-            row = cursor.fetchone()
-    if row is None:
+        found = rows.fetch_joined(_MEMBERSHIP_JOIN, _MEMBERSHIP_FROM, (user.pk, slug))
+    if found is None:
         raise Http404("No such project.")
-    membership, project, current, acknowledged = rows.load_joined(row, _MEMBERSHIP_JOIN)
+    membership, project, current, acknowledged = found
     project.current_guideline = current
     membership.project, membership.acknowledged_guideline = project, acknowledged
     if roles is not None and membership.role not in roles:
@@ -53,17 +49,13 @@ def membership_for(user: Any, slug: str, roles: Iterable[str] | None = None) -> 
 _MEMBERSHIP_JOIN = (
     (Membership, "m"), (Project, "p"), (GuidelineVersion, "cg"), (GuidelineVersion, "ag")
 )  # fmt: skip
-
-
-@cache
-def _membership_sql() -> str:
-    return (  # names from the models' metadata, never input
-        f"SELECT {rows.select_joined(_MEMBERSHIP_JOIN)} FROM labeling_membership m"  # noqa: S608
-        " JOIN labeling_project p ON p.id = m.project_id"
-        " LEFT JOIN labeling_guidelineversion cg ON cg.id = p.current_guideline_id"
-        " LEFT JOIN labeling_guidelineversion ag ON ag.id = m.acknowledged_guideline_id"
-        " WHERE m.user_id = %s AND p.slug = %s"
-    )
+_MEMBERSHIP_FROM = (
+    "FROM labeling_membership m"
+    " JOIN labeling_project p ON p.id = m.project_id"
+    " LEFT JOIN labeling_guidelineversion cg ON cg.id = p.current_guideline_id"
+    " LEFT JOIN labeling_guidelineversion ag ON ag.id = m.acknowledged_guideline_id"
+    " WHERE m.user_id = %s AND p.slug = %s"
+)
 
 
 def own_assignment(user: Any, membership: Membership, pk: int) -> Assignment:

@@ -63,6 +63,26 @@ def load(model: type[M], row: Sequence[Any], start: int = 0) -> M:
     return model.from_db(connection.alias, shape.attnames, values)
 
 
+Tables = tuple[tuple[type[Model], str], ...]  # (model, alias) of each joined table
+
+
+def fetch_joined(tables: Tables, rest: str, params: Sequence[Any]) -> list[Any] | None:
+    """`SELECT <every column of tables> <rest>` for one row, as one instance per table (None
+    for an outer join's missing row), or None when no row matches.
+
+    `rest` (FROM ... WHERE ...) is constant text with %s placeholders for `params`.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_joined_sql(tables, rest, connection.vendor), params)
+        row = cursor.fetchone()
+    return None if row is None else load_joined(row, tables)
+
+
+@cache
+def _joined_sql(tables: Tables, rest: str, vendor: str) -> str:
+    return f"SELECT {select_joined(tables)} {rest}"
+
+
 def load_joined(row: Sequence[Any], tables: Sequence[tuple[type[Model], str]]) -> list[Any]:
     """One instance per table of a `select_joined` row; None for an outer join's missing row."""
     loaded, start = [], 0

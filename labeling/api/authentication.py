@@ -19,12 +19,10 @@ class TokenAuthentication(authentication.TokenAuthentication):
     """DRF's `Authorization: Token <key>`, the same answers, one hand-written query."""
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Token]:
-        with connection.cursor() as cursor:
-            cursor.execute(_token_sql(), (key,))
-            row = cursor.fetchone()
-        if row is None:
+        found = rows.fetch_joined(*_token_query(), (key,))
+        if found is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
-        token, user = rows.load_joined(row, _token_join())
+        token, user = found
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         token.user = user
@@ -32,15 +30,12 @@ class TokenAuthentication(authentication.TokenAuthentication):
 
 
 @cache
-def _token_join() -> tuple[tuple[type[Any], str], ...]:
-    return ((Token, "t"), (get_user_model(), "u"))
-
-
-@cache
-def _token_sql() -> str:
+def _token_query() -> tuple[rows.Tables, str]:
+    """The token joined to its user; the user model is the project's, so asked for at run time."""
     quote, user = connection.ops.quote_name, get_user_model()._meta
-    return (  # names from the models' metadata, never input
-        f"SELECT {rows.select_joined(_token_join())} FROM {quote(Token._meta.db_table)} t"  # noqa: S608
+    rest = (
+        f"FROM {quote(Token._meta.db_table)} t"
         f" JOIN {quote(user.db_table)} u ON u.{rows.quoted(user.pk)} = t.user_id"
         " WHERE t.key = %s"
     )
+    return ((Token, "t"), (get_user_model(), "u")), rest

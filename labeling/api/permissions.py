@@ -7,10 +7,9 @@ answers 401 first. The lookups themselves are `labeling.access`, shared with the
 
 from __future__ import annotations
 
-from functools import cache, cached_property
+from functools import cached_property
 from typing import Any
 
-from django.db import connection
 from django.http import Http404
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.views import APIView
@@ -46,14 +45,11 @@ def lease_for(user: Any, pk: int) -> tuple[Assignment, Membership]:
     Another user's lease is a 404, and so is one in a project the caller has since left.
     Every heartbeat, submit and skip starts here: the SQL is written out (`labeling.rows`).
     """
-    row = None
-    if pk <= MAX_ID:  # a larger one would overflow the column's type, not just miss
-        with connection.cursor() as cursor:
-            cursor.execute(_lease_sql(), (pk, user.pk))
-            row = cursor.fetchone()
-    if row is None:
+    # A larger id would overflow the column's type, not just miss.
+    found = rows.fetch_joined(_LEASE_JOIN, _LEASE_FROM, (pk, user.pk)) if pk <= MAX_ID else None
+    if found is None:
         raise Http404("No such assignment.")
-    assignment, project, membership, guideline = rows.load_joined(row, _LEASE_JOIN)
+    assignment, project, membership, guideline = found
     assignment.project = membership.project = project  # the same row: joined once, shared
     membership.acknowledged_guideline = guideline
     return assignment, membership
@@ -61,15 +57,10 @@ def lease_for(user: Any, pk: int) -> tuple[Assignment, Membership]:
 
 MAX_ID = 2**63 - 1
 _LEASE_JOIN = ((Assignment, "a"), (Project, "p"), (Membership, "m"), (GuidelineVersion, "g"))
-
-
-@cache
-def _lease_sql() -> str:
-    return (  # names from the models' metadata, never input
-        f"SELECT {rows.select_joined(_LEASE_JOIN)}"  # noqa: S608
-        " FROM labeling_assignment a"
-        " JOIN labeling_project p ON p.id = a.project_id"
-        " JOIN labeling_membership m ON m.project_id = a.project_id AND m.user_id = a.annotator_id"
-        " LEFT JOIN labeling_guidelineversion g ON g.id = m.acknowledged_guideline_id"
-        " WHERE a.id = %s AND a.annotator_id = %s"
-    )
+_LEASE_FROM = (
+    "FROM labeling_assignment a"
+    " JOIN labeling_project p ON p.id = a.project_id"
+    " JOIN labeling_membership m ON m.project_id = a.project_id AND m.user_id = a.annotator_id"
+    " LEFT JOIN labeling_guidelineversion g ON g.id = m.acknowledged_guideline_id"
+    " WHERE a.id = %s AND a.annotator_id = %s"
+)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import random
 from datetime import datetime
-from functools import cache
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, connection, transaction
@@ -59,26 +58,20 @@ class AnnotatorPaused(QueueError):
 
 def current_lease(*, membership: Membership) -> Assignment | None:
     """The annotator's live lease in the project, with its item, or None (a claim asks first)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_current_lease_sql(), (membership.project_id, membership.user_id))
-        row = cursor.fetchone()
-    if row is None:
+    params = (membership.project_id, membership.user_id)
+    found = rows.fetch_joined(_LEASE_ITEM, _LIVE_LEASE_FROM, params)
+    if found is None:
         return None
-    lease, item = rows.load_joined(row, _LEASE_ITEM)
+    lease, item = found
     lease.item = item
     return lease
 
 
 _LEASE_ITEM = ((Assignment, "a"), (Item, "i"))
-
-
-@cache
-def _current_lease_sql() -> str:
-    return (  # names from the models' metadata, never input
-        f"SELECT {rows.select_joined(_LEASE_ITEM)} FROM labeling_assignment a"  # noqa: S608
-        " JOIN labeling_item i ON i.id = a.item_id"
-        " WHERE a.project_id = %s AND a.annotator_id = %s AND a.status = 'active'"
-    )
+_LIVE_LEASE_FROM = (
+    "FROM labeling_assignment a JOIN labeling_item i ON i.id = a.item_id"
+    " WHERE a.project_id = %s AND a.annotator_id = %s AND a.status = 'active'"
+)
 
 
 def claim_next(
