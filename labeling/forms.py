@@ -52,6 +52,11 @@ class ProjectSettingsForm(ProjectForm):
 
     class Meta(ProjectForm.Meta):
         fields = [f for f in ProjectForm.Meta.fields if f not in ("slug", "kind")]
+        help_texts = {
+            "overlap": "Annotations wanted per item. Raising it queues every item for more; "
+            "lowering it stops new claims on items that already have enough (nothing done is "
+            "removed)."
+        }
 
 
 class GuidelineForm(forms.Form):
