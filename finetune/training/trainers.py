@@ -11,6 +11,9 @@ Decisions (docs/finetune.md has the reasons at length):
 - DPO's reference log-probabilities are computed once, before training, with the adapter
   disabled (`precompute_reference`), instead of a second no-grad forward every step: the
   reference never changes, so the loss is the same and each step does one forward, not two.
+- Rows are batched with others of similar length (`group_by_length`), unless SFT packs them:
+  a batch is padded to its longest row, and on real exports (answers of a few words beside
+  answers of a page) random batches were mostly padding.
 - Evaluation is not interleaved with training: it runs once at the end (evaluation.py).
 - Nothing is checkpointed by the Trainer (`save_strategy="no"`): the adapter is written once,
   atomically, by output.py.
@@ -28,6 +31,7 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, PrinterCallback, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from finetune.training.config import TrainJob
 
@@ -109,6 +113,8 @@ def build(
         trainer = _sft(args, job, train_rows, kwargs)
     else:
         trainer = _dpo(args, job, kwargs)
+    if not job.settings.packing:
+        group_by_length(trainer)
     # With tqdm off the Trainer prints every log dict; progress goes through `report` instead.
     trainer.remove_callback(PrinterCallback)
     return trainer
@@ -134,6 +140,26 @@ def _dpo(args: dict[str, Any], job: TrainJob, kwargs: Any) -> Any:
     # a cache file name and writes an Arrow cache; precompute_reference does it in memory.
     config = DPOConfig(**args, beta=job.settings.beta, precompute_ref_log_probs=False)
     return DPOTrainer(args=config, **kwargs)
+
+
+def group_by_length(trainer: Any) -> None:
+    """Draw each batch from rows of about the same length, so little of it is padding.
+
+    transformers' LengthGroupedSampler: a random permutation cut into mega-batches of up to
+    50 batches, each sorted by length, so the order stays random between mega-batches and
+    the seed still decides it. A row's length is what the collator pads: prompt + answer for
+    SFT, prompt + the longer answer for DPO (chosen and rejected share one padded batch).
+    The Trainer would read lengths from a dataset column, but drops columns the model does
+    not take before it builds the sampler, so the sampler is handed over directly.
+    """
+    data = trainer.train_dataset
+    if "prompt_ids" in data.column_names:
+        triples = zip(data["prompt_ids"], data["chosen_ids"], data["rejected_ids"], strict=True)
+        lengths = [len(prompt) + max(len(a), len(b)) for prompt, a, b in triples]
+    else:
+        lengths = [len(ids) for ids in data["input_ids"]]
+    size = trainer.args.train_batch_size * trainer.args.gradient_accumulation_steps
+    trainer._get_train_sampler = lambda *_: LengthGroupedSampler(size, lengths=lengths)
 
 
 def precompute_reference(trainer: Any, batch_size: int) -> float:
