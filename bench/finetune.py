@@ -1,17 +1,36 @@
 """Finetune benchmark: tokens/s and peak memory of LoRA SFT and DPO, ours beside plain TRL.
 
-    .venv/bin/python bench/finetune.py [--model PATH] [--steps 30] [--rows N] [--length 40]
-        [--repeats 3] [--variants ours-dpo trl-dpo]
+    .venv/bin/python bench/finetune.py [--model PATH | --arch NAME] [--checkpointing]
+        [--trl-compact] [--steps 30] [--rows N] [--length 40] [--repeats 3]
+        [--variants ours-dpo trl-dpo]
 
 Without --model it builds the tiny test model (finetune.training.tiny) in a temporary folder
-and runs on CPU. Each variant runs in its own process, so peak memory (GPU: torch's max
-allocated; CPU: the process's peak RSS) belongs to that variant alone:
+and runs on CPU. `--arch` builds a random-weight model of a real model's shape instead
+(`ARCHS`: the layer sizes and the full vocabulary size of the original, whose output layer is
+much of the work; the tokenizer is the tiny one, so only its first ids ever occur). Each
+variant runs in its own process, so memory belongs to that variant alone:
 
 - ours-sft / ours-dpo: finetune.training.train() with its defaults (rank 16 on q/k/v/o,
-  batch 4, fp32 on CPU, bf16 on a GPU), data written as our exporter writes it;
+  batch 4, fp32 on CPU, bf16 on a GPU, no gradient checkpointing unless `--checkpointing`),
+  data written as our exporter writes it;
 - trl-sft / trl-dpo: SFTTrainer / DPOTrainer with default configs and peft's default
   LoraConfig, on the same rows, same steps and batch size (use_cpu set on a CPU, since TRL's
-  bf16 default refuses to run there).
+  bf16 default refuses to run there). Defaults differ on purpose: SFT on `messages` trains
+  on every token in TRL (`assistant_only_loss=False`), on the assistant's turns in ours, so
+  TRL's output layer scores more positions (here about twice). TRL 1.16's SFTConfig and
+  DPOConfig default to `gradient_checkpointing=True` (TrainingArguments: False), so the
+  baseline always checkpoints; `--checkpointing` makes ours do the same, at equal memory.
+  `--trl-compact` gives the baseline on CPU the output layer TRL uses on CUDA (it scores only
+  the trained positions, as ours does everywhere), which takes out the gain that is CPU-only:
+  the nearest this gets to the GPU comparison without a GPU.
+
+Memory is taken over the training span only: from just before ours' DPO reference pass, or
+TRL's `train()`, to the end (the marking itself is outside the timed span). `peak` is torch's
+max allocated on a GPU, the peak resident set on CPU (Linux; reset at the span's start through
+/proc/self/clear_refs). `added` is the peak minus what was in use at the start (weights, LoRA,
+tokenized rows, libraries): activations, gradients, optimizer state, logits. On CPU the start
+is read after `malloc_trim`, so heap that set-up freed is not counted as in use. With a
+real-size model the weights dominate the peak and `added` is the figure to compare.
 
 Both sides train on the same rows (by default exactly one epoch: rows = steps x batch), same
 steps, same batch. tokens/s counts the non-padding tokens TRL reports (`num_tokens`: every
@@ -27,6 +46,9 @@ wall tokens/s. Each variant runs
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import gc
 import json
 import os
 import random
@@ -71,72 +93,138 @@ def write_data(folder: Path, rows: int, words: int) -> None:
     write(folder / "dpo.jsonl", [dpo_line(f"p{n}", text(), text(), text()) for n in range(rows)])
 
 
-def ours(method: str, model: Path, folder: Path, steps: int) -> dict[str, Any]:
-    from finetune.training import TrainJob, TrainSettings, train
+def ours(method: str, options: argparse.Namespace) -> dict[str, Any]:
+    """train() as the gpu worker runs it; `trainers.build` is wrapped only to mark memory."""
+    from finetune.training import TrainJob, TrainSettings, train, trainers
 
+    start: list[int] = []
+    build = trainers.build
+
+    def marked(job: TrainJob, **kwargs: Any) -> Any:
+        # runner.run starts its timed span right after this: mark outside it.
+        trainer = build(job, **kwargs)
+        start.append(memory_mark(trainer.model))
+        return trainer
+
+    trainers.build = marked
+    settings = TrainSettings(
+        max_steps=options.steps,
+        batch_size=4,
+        max_length=1024,
+        gradient_checkpointing=options.checkpointing,
+    )
+    model, folder = options.model, options.folder
     job = TrainJob(
         method=method,  # type: ignore[arg-type]
         base_model=model,
         train_file=folder / f"{method}.jsonl",
         test_file=None,
         output_dir=folder / f"out-{method}",
-        settings=TrainSettings(max_steps=steps, batch_size=4, max_length=1024),
+        settings=settings,
     )
     metrics = train(job, lambda point: None, lambda: False).metrics
     return {
         "tokens": metrics["train_tokens"],
         "seconds": metrics["train_seconds"] + metrics["reference_seconds"],
+        "reference_seconds": metrics["reference_seconds"],
         "cpu_seconds": metrics["train_cpu_seconds"],
-        "peak_bytes": metrics["peak_memory_bytes"],
+        "peak_bytes": peak_memory(),
+        "added_bytes": peak_memory() - start[0],
     }
 
 
-def baseline(method: str, model: Path, folder: Path, steps: int) -> dict[str, Any]:
+def baseline(method: str, options: argparse.Namespace) -> dict[str, Any]:
+    """TRL as it comes: its configs checkpoint by default, so `--checkpointing` changes nothing."""
     import torch
     from datasets import load_dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-    from finetune.training.output import peak_memory_bytes
+    from finetune.training.trainers import scored_answers_only
 
+    model, folder, steps = options.model, options.folder, options.steps
     rows = load_dataset("json", data_files=str(folder / f"{method}.jsonl"), split="train")
     rows = rows.remove_columns(["id", "meta"])
-    config_class, trainer_class = (
+    classes: tuple[Any, Any] = (
         (SFTConfig, SFTTrainer) if method == "sft" else (DPOConfig, DPOTrainer)
     )
-    cpu = not torch.cuda.is_available()
+    config_class, trainer_class = classes
+    on_cpu = not torch.cuda.is_available()
     config = config_class(
         output_dir=str(folder / f"trl-{method}"), max_steps=steps, per_device_train_batch_size=4,
-        report_to="none", save_strategy="no", use_cpu=cpu, bf16=not cpu, disable_tqdm=True,
+        report_to="none", save_strategy="no", use_cpu=on_cpu, bf16=not on_cpu, disable_tqdm=True,
     )  # fmt: skip
     trainer = trainer_class(
         AutoModelForCausalLM.from_pretrained(model), args=config, train_dataset=rows,
         processing_class=AutoTokenizer.from_pretrained(model), peft_config=LoraConfig(),
     )  # fmt: skip
+    start = memory_mark(trainer.model)
     started = time.process_time()
-    output = trainer.train()
+    with scored_answers_only() if options.trl_compact else contextlib.nullcontext():
+        output = trainer.train()
     cpu = time.process_time() - started
     return {
         "tokens": int(max(log.get("num_tokens", 0) for log in trainer.state.log_history)),
         "seconds": output.metrics["train_runtime"],
         "cpu_seconds": cpu,
-        "peak_bytes": peak_memory_bytes(),
+        "peak_bytes": peak_memory(),
+        "added_bytes": peak_memory() - start,
     }
 
 
-def one(variant: str, model: Path, folder: Path, steps: int) -> None:
+def memory_mark(model: Any) -> int:
+    """Start of the training span: reset the peak and return the memory in use now.
+
+    transformers maps the weights file and reads it lazily, so the weights become resident
+    only as the first step reads them: touched here, they count as in use at the start.
+    """
+    import torch
+
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.sum()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return int(torch.cuda.memory_allocated())
+    # Give freed heap back to the OS, or the resident set counts it as in use.
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM, the peak resident set
+    return _proc_status("VmRSS")
+
+
+def peak_memory() -> int:
+    """Peak since memory_mark(): torch's max allocated on a GPU, the peak resident set on CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return _proc_status("VmHWM")
+
+
+def _proc_status(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024  # reported in kB
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def one(variant: str, options: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     kind, method = variant.split("-")
-    result = (ours if kind == "ours" else baseline)(method, model, folder, steps)
+    result = (ours if kind == "ours" else baseline)(method, options)
     print(json.dumps(result))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path)
+    parser.add_argument("--arch", choices=ARCHS, help="random weights, a real model's shape")
+    parser.add_argument("--checkpointing", action="store_true", help="ours too (TRL: always)")
+    parser.add_argument("--trl-compact", action="store_true", help="TRL's CUDA LM head on CPU")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rows", type=int, help="default: steps x batch 4 (one epoch)")
     parser.add_argument("--length", type=int, default=40, help="words per prompt and answer")
@@ -146,31 +234,63 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.one:
-        return one(options.one, options.model, options.folder, options.steps)
+        return one(options.one, options)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        model = options.model or _tiny(folder / "tiny")
+        model = options.model or _build(folder / "model", options.arch)
         write_data(folder, options.rows or options.steps * 4, options.length)
         runs: dict[str, list[dict[str, Any]]] = {v: [] for v in options.variants}
         for _ in range(options.repeats):
             for variant in options.variants:
-                runs[variant].append(_spawn(variant, model, folder, options.steps))
+                runs[variant].append(_spawn(variant, model, folder, options))
                 print(variant, json.dumps(runs[variant][-1]), flush=True)
     _print(runs)
 
 
 VARIANTS = ("ours-sft", "trl-sft", "ours-dpo", "trl-dpo")
+# model_type and config of real models, vocabulary size included (the output layer's share).
+ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
+    # Qwen2.5-0.5B: 494M parameters, 136M of them the (tied) embedding.
+    "qwen2.5-0.5b": ("qwen2", {
+        "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+        "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936,
+        "tie_word_embeddings": True, "rope_theta": 1e6, "rms_norm_eps": 1e-6,
+    }),
+    # A Llama-style 125M (GPT-2 small widths, Llama-2 vocabulary): runs in minutes on a CPU.
+    "llama-125m": ("llama", {
+        "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12,
+        "num_attention_heads": 12, "num_key_value_heads": 4, "vocab_size": 32000,
+        "tie_word_embeddings": False,
+    }),
+}  # fmt: skip
 
 
-def _tiny(path: Path) -> Path:
-    from finetune.training.tiny import create_tiny_model
+def _build(path: Path, arch: str | None) -> Path:
+    from finetune.training.tiny import build_tokenizer, create_tiny_model
 
-    return create_tiny_model(path, seed=0)
+    if arch is None:
+        return create_tiny_model(path, seed=0)
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tokenizer = build_tokenizer(seed=0)
+    model_type, sizes = ARCHS[arch]
+    assert sizes["vocab_size"] >= len(tokenizer)
+    ids = {f"{n}_token_id": getattr(tokenizer, f"{n}_token_id") for n in ("bos", "eos", "pad")}
+    config = AutoConfig.for_model(model_type, **sizes, **ids, max_position_embeddings=2048)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    for name, value in ids.items():
+        setattr(model.generation_config, name, value)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
 
 
-def _spawn(variant: str, model: Path, folder: Path, steps: int) -> dict[str, Any]:
+def _spawn(variant: str, model: Path, folder: Path, options: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--one", variant, "--model", str(model)]
-    command += ["--folder", str(folder), "--steps", str(steps)]
+    command += ["--folder", str(folder), "--steps", str(options.steps)]
+    command += ["--checkpointing"] * options.checkpointing + ["--trl-compact"] * options.trl_compact
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
@@ -182,8 +302,8 @@ def _spawn(variant: str, model: Path, folder: Path, steps: int) -> dict[str, Any
 
 def _print(runs: dict[str, list[dict[str, Any]]]) -> None:
     rates: dict[str, float] = {}
-    print("| variant | tokens | train s | tokens/s | CPU s | tokens/CPU s | peak MiB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| variant | tokens | train s | tokens/s | CPU s | tokens/CPU s | peak MiB | added MiB |")
+    print("|---|---|---|---|---|---|---|---|")
     for variant, results in runs.items():
         tokens = median([r["tokens"] for r in results])
         seconds = median([r["seconds"] for r in results])
@@ -191,9 +311,10 @@ def _print(runs: dict[str, list[dict[str, Any]]]) -> None:
         rate = median([r["tokens"] / r["seconds"] for r in results])
         rates[variant] = cpu_rate = median([r["tokens"] / r["cpu_seconds"] for r in results])
         mib = median([r["peak_bytes"] for r in results]) / 2**20
+        added = median([r["added_bytes"] for r in results]) / 2**20
         print(
             f"| {variant} | {tokens:.0f} | {seconds:.2f} | {rate:.0f} | {cpu:.2f} "
-            f"| {cpu_rate:.0f} | {mib:.0f} |"
+            f"| {cpu_rate:.0f} | {mib:.0f} | {added:.0f} |"
         )
     for method in ("sft", "dpo"):
         if f"ours-{method}" in rates and f"trl-{method}" in rates:
