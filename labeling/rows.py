@@ -26,6 +26,7 @@ Converter = Callable[[Any, Any, Any], Any]
 class _Shape:
     attnames: tuple[str, ...]
     columns: tuple[str, ...]  # quoted
+    pk_index: int  # where the primary key is among the columns
     converters: tuple[tuple[int, Any, tuple[Converter, ...]], ...]  # (index, column, converters)
 
 
@@ -40,7 +41,8 @@ def _shape(model: type[Model], vendor: str) -> _Shape:
         if found:
             converters.append((index, col, tuple(found)))
     attnames = tuple(field.attname for field in fields)
-    return _Shape(attnames, tuple(quoted(f) for f in fields), tuple(converters))
+    pk_index = fields.index(model._meta.pk)  # type: ignore[arg-type]
+    return _Shape(attnames, tuple(quoted(f) for f in fields), pk_index, tuple(converters))
 
 
 def select_list(model: type[Model], alias: str) -> str:
@@ -88,8 +90,7 @@ def load_joined(row: Sequence[Any], tables: Sequence[tuple[type[Model], str]]) -
     loaded, start = [], 0
     for model, _ in tables:
         shape = _shape(model, connection.vendor)
-        pk_index = shape.attnames.index(model._meta.pk.attname)  # type: ignore[union-attr]
-        loaded.append(None if row[start + pk_index] is None else load(model, row, start))
+        loaded.append(None if row[start + shape.pk_index] is None else load(model, row, start))
         start += len(shape.columns)
     return loaded
 
