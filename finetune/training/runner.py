@@ -13,7 +13,7 @@ from typing import Any
 import transformers
 from transformers import AutoTokenizer
 
-from finetune.training import data, evaluation, output, trainers
+from finetune.training import data, evaluation, output, pairs, trainers
 from finetune.training.config import Cancelled, TrainingError, TrainJob, TrainResult
 from finetune.training.progress import Progress
 
@@ -44,8 +44,8 @@ def run(
         if should_stop():
             raise Cancelled("stopped before the first step")
         cpu = time.process_time()
-        reference_s = trainers.precompute_reference(trainer, job.settings.eval_batch_size)
-        with trainers.scored_answers_only():
+        with trainers.scored_answers_only(), pairs.shared_prefixes(trainer):
+            reference_s = trainers.precompute_reference(trainer, job.settings.eval_batch_size)
             summary = trainer.train()
             cpu = time.process_time() - cpu
             if progress.cancelled:

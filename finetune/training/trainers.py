@@ -11,6 +11,8 @@ Decisions (docs/finetune.md has the reasons at length):
 - DPO's reference log-probabilities are computed once, before training, with the adapter
   disabled (`precompute_reference`), instead of a second no-grad forward every step: the
   reference never changes, so the loss is the same and each step does one forward, not two.
+- DPO pairs go through the decoder as one row each (pairs.py, switched on by the runner), so
+  a prompt is computed once for its two answers.
 - Rows are batched with others of similar length (`group_by_length`), unless SFT packs them:
   a batch is padded to its longest row, and on real exports (answers of a few words beside
   answers of a page) random batches were mostly padding.
@@ -33,6 +35,7 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, PrinterCallback, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from finetune.training import pairs
 from finetune.training.config import TrainJob
 
 
@@ -148,14 +151,13 @@ def group_by_length(trainer: Any) -> None:
     transformers' LengthGroupedSampler: a random permutation cut into mega-batches of up to
     50 batches, each sorted by length, so the order stays random between mega-batches and
     the seed still decides it. A row's length is what the collator pads: prompt + answer for
-    SFT, prompt + the longer answer for DPO (chosen and rejected share one padded batch).
+    SFT; for DPO the packed row (`pairs.pair_lengths`: prompt + both answers).
     The Trainer would read lengths from a dataset column, but drops columns the model does
     not take before it builds the sampler, so the sampler is handed over directly.
     """
     data = trainer.train_dataset
     if "prompt_ids" in data.column_names:
-        triples = zip(data["prompt_ids"], data["chosen_ids"], data["rejected_ids"], strict=True)
-        lengths = [len(prompt) + max(len(a), len(b)) for prompt, a, b in triples]
+        lengths = pairs.pair_lengths(data)
     else:
         lengths = [len(ids) for ids in data["input_ids"]]
     size = trainer.args.train_batch_size * trainer.args.gradient_accumulation_steps
@@ -167,74 +169,25 @@ def precompute_reference(trainer: Any, batch_size: int) -> float:
 
     Adds TRL's `ref_chosen_logps` / `ref_rejected_logps` columns and switches the trainer to
     read them (TRL's `precompute_ref_logps` path), so no step runs the reference forward. The
-    values are what the per-step pass computes (the summed log-probability of each answer
-    given its prompt, the same weights with the adapter disabled, no dropout), up to float
-    rounding, but cheaper: rows are batched by length (little padding) and the output layer
-    runs only from the batch's first answer token on (`logits_to_keep`), not over the prompt.
-    At most `batch_size` sequences go through the model at once. A no-op for SFT.
+    values are what the per-step pass computes (the same weights with the adapter disabled,
+    TRL's collation and output layer: `pairs.pair_logps`), but each row once, not once per
+    epoch, in batches of rows of about the same length (little padding) of up to `batch_size`
+    pairs, with no dropout. A no-op for SFT.
     """
     if not hasattr(trainer, "compute_ref_log_probs"):
         return 0.0
     started = time.perf_counter()
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    was_training = model.training
-    model.eval()
-    try:
-        with model.disable_adapter():
-            trainer.train_dataset = _with_reference(model, trainer.train_dataset, batch_size)
-            if trainer.eval_dataset is not None and len(trainer.eval_dataset):
-                trainer.eval_dataset = _with_reference(model, trainer.eval_dataset, batch_size)
-    finally:
-        model.train(was_training)
+    with trainer.accelerator.unwrap_model(trainer.model).disable_adapter():
+        trainer.train_dataset = _with_reference(trainer, trainer.train_dataset, batch_size)
+        if trainer.eval_dataset is not None and len(trainer.eval_dataset):
+            trainer.eval_dataset = _with_reference(trainer, trainer.eval_dataset, batch_size)
     trainer.precompute_ref_logps = True
     return time.perf_counter() - started
 
 
-def _with_reference(model: Any, dataset: Dataset, batch_size: int) -> Dataset:
-    pad_id = model.config.pad_token_id
-    pad_id = 0 if pad_id is None else pad_id
-    prompts, chosen, rejected = (dataset[c] for c in ("prompt_ids", "chosen_ids", "rejected_ids"))
-    columns: dict[str, list[float]] = {}
-    for name, answers in (("ref_chosen_logps", chosen), ("ref_rejected_logps", rejected)):
-        order = sorted(range(len(answers)), key=lambda i: len(prompts[i]) + len(answers[i]))
-        values = [0.0] * len(answers)
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            logps = answer_logps(
-                model, [prompts[i] for i in rows], [answers[i] for i in rows], pad_id
-            )
-            for row, value in zip(rows, logps.tolist(), strict=True):
-                values[row] = value
-        columns[name] = values
-    for name, values in columns.items():
-        dataset = dataset.add_column(name, values)
-    return dataset
-
-
-@torch.no_grad()
-def answer_logps(
-    model: Any, prompts: list[list[int]], answers: list[list[int]], pad_id: int
-) -> Any:
-    """Summed log-probability of each answer given its prompt (right padded, one forward).
-
-    Logits are computed only from the position before the batch's earliest answer token.
-    """
-    device = next(model.parameters()).device
-    width = max(len(p) + len(a) for p, a in zip(prompts, answers, strict=True))
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    answer_mask = torch.zeros((len(prompts), width), dtype=torch.float32)
-    for row, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
-        ids[row, : len(prompt) + len(answer)] = torch.tensor(prompt + answer, dtype=torch.long)
-        answer_mask[row, len(prompt) : len(prompt) + len(answer)] = 1.0
-    first = min(len(p) for p in prompts)  # the first position that holds an answer token
-    keep = torch.arange(first - 1, width - 1, device=device)  # positions that predict them
-    ids, answer_mask = ids.to(device), answer_mask.to(device)
-    # Right padding under a causal mask: no real token sees a pad, so no padding mask is needed
-    # (attention takes its faster causal-only path).
-    logits = model(input_ids=ids, logits_to_keep=keep, use_cache=False).logits
-    logps = torch.log_softmax(logits.float(), dim=-1)
-    logps = torch.gather(logps, 2, ids[:, first:, None]).squeeze(2)
-    return (logps * answer_mask[:, first:]).sum(dim=1).cpu()
+def _with_reference(trainer: Any, dataset: Dataset, batch_size: int) -> Dataset:
+    chosen, rejected = pairs.pair_logps(trainer, dataset, batch_size)
+    return dataset.add_column("ref_chosen_logps", chosen).add_column("ref_rejected_logps", rejected)
 
 
 @contextlib.contextmanager

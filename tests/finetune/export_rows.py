@@ -15,17 +15,24 @@ def user(text: str) -> tuple[Message, ...]:
     return (Message(role="user", content=text),)
 
 
-def sft_line(key: str, prompt: str, answer: str, style: str = formats.CONVERSATIONAL) -> bytes:
-    row = Completion(key=key, prompt=user(prompt), text=answer, meta={"item": key})
+Prompt = str | tuple[Message, ...]  # one user turn, or a whole conversation
+
+
+def turns(prompt: Prompt) -> tuple[Message, ...]:
+    return user(prompt) if isinstance(prompt, str) else prompt
+
+
+def sft_line(key: str, prompt: Prompt, answer: str, style: str = formats.CONVERSATIONAL) -> bytes:
+    row = Completion(key=key, prompt=turns(prompt), text=answer, meta={"item": key})
     body = formats.sft(row, style)
     return formats.encode(formats.envelope(body, key=key, meta=row.meta, bare=False))
 
 
 def dpo_line(
-    key: str, prompt: str, chosen: str, rejected: str, style: str = formats.CONVERSATIONAL
+    key: str, prompt: Prompt, chosen: str, rejected: str, style: str = formats.CONVERSATIONAL
 ) -> bytes:
     pair = Preference(
-        key=key, prompt=user(prompt), chosen=chosen, rejected=rejected, margin=1.0, meta={}
+        key=key, prompt=turns(prompt), chosen=chosen, rejected=rejected, margin=1.0, meta={}
     )
     body = formats.dpo(pair, style)
     return formats.encode(formats.envelope(body, key=key, meta=pair.meta, bare=False))

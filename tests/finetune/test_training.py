@@ -191,11 +191,14 @@ def test_importing_the_package_loads_no_torch():
     assert out.stdout == "False\n"
 
 
-def test_dpo_reference_is_precomputed_as_trl_computes_it_per_step(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("packed", [False, True])
+def test_dpo_reference_is_precomputed_as_trl_computes_it_per_step(tiny_model_dir, tmp_path, packed):
+    import contextlib
+
     import torch
     from transformers import AutoTokenizer
 
-    from finetune.training import data, trainers
+    from finetune.training import data, pairs, trainers
 
     run = job(tmp_path, tiny_model_dir, "dpo", [*dpo_lines(), dpo_line("x", "Why? " * 9, "a", "b")])
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -207,7 +210,8 @@ def test_dpo_reference_is_precomputed_as_trl_computes_it_per_step(tiny_model_dir
     batch = trainer.data_collator([dataset[i] for i in range(len(dataset))])
     chosen, rejected = trainer.compute_ref_log_probs(trainer.model, batch)  # TRL's per-step pass
 
-    assert trainers.precompute_reference(trainer, batch_size=3) > 0
+    with pairs.shared_prefixes(trainer) if packed else contextlib.nullcontext():
+        assert trainers.precompute_reference(trainer, batch_size=3) > 0
     assert trainer.precompute_ref_logps
     for split in (trainer.train_dataset, trainer.eval_dataset):
         assert torch.allclose(torch.tensor(split["ref_chosen_logps"]), chosen, atol=1e-4)
