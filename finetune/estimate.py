@@ -8,8 +8,10 @@ The estimate adds up (bytes):
   (4 hidden), q, k, v and the attention output (2 (heads + kv heads) head_dim), the MLP's gate,
   up and product (3 intermediate), and each adapted module's input and its rank-r middle. With
   gradient checkpointing only each layer's input is kept, plus one layer recomputed at a time;
+  with `checkpoint_layers` N, only the first N layers are recomputed, the rest keep it all;
 - logits: float32 logits over the vocabulary and their gradient (the loss upcasts them);
-- DPO: chosen and rejected rows go through together (twice the tokens), and the reference
+- DPO: chosen and rejected rows go through together (counted as twice the tokens: a bound,
+  since each pair's shared prompt goes through once, training/pairs.py), and the reference
   model is the same weights with the adapter disabled, so there is no second copy of the
   weights, only the reference forward's float32 logits and one layer's activations (no grad);
 - 10% on top for the allocator's fragmentation and framework buffers.
@@ -21,7 +23,7 @@ against a measured GPU peak (training_report.json records `peak_memory_bytes` fo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from finetune.errors import InvalidRun
@@ -148,8 +150,9 @@ def estimate(
     tokens = train.batch_size * train.max_length * (2 if method == "dpo" else 1)
     adapted = sum(modules[m][0] + lora.rank for m in lora.target_modules)
     layer = arch.activation_elements() + adapted
+    recomputed = checkpointed_layers(arch, train)
     kept = (
-        arch.layers * arch.hidden + layer if train.gradient_checkpointing else arch.layers * layer
+        recomputed * arch.hidden + (arch.layers - recomputed) * layer + (layer if recomputed else 0)
     )
     logits = tokens * arch.vocab * LOGIT_BYTES
     reference = tokens * arch.activation_elements() * arch.dtype_bytes + logits
@@ -162,6 +165,30 @@ def estimate(
     }
     overhead = sum(parts.values()) // 10
     return Estimate(arch.parameters(), trainable, overhead=overhead, **parts)
+
+
+def checkpointed_layers(arch: Architecture, train: TrainSettings) -> int:
+    """How many layers recompute their activations; InvalidRun if the model has fewer."""
+    if not train.gradient_checkpointing:
+        return 0
+    if train.checkpoint_layers is None:
+        return arch.layers
+    if train.checkpoint_layers > arch.layers:
+        reason = f"is more than the model's {arch.layers} layers"
+        raise InvalidRun({"checkpoint_layers": reason})
+    return train.checkpoint_layers
+
+
+def fewest_checkpointed(
+    config: Mapping[str, Any], lora: LoraSettings, train: TrainSettings, *, method: str, memory: int
+) -> int | None:
+    """The fewest layers to recompute for the run to fit in `memory` (0: none need be); None
+    if it does not fit even with every layer recomputed."""
+    for count in range(Architecture.from_config(config).layers + 1):
+        tried = replace(train, gradient_checkpointing=count > 0, checkpoint_layers=count or None)
+        if estimate(config, lora, tried, method=method).fits(memory):
+            return count
+    return None
 
 
 def gib(size: int) -> str:

@@ -49,6 +49,8 @@ FIELDS = (
     Field("beta", float, 0.001, 10, "DPO: strength of the pull towards the base model"),
     Field("seed", int, 0, 2**31 - 1, "random seed"),
     Field("gradient_checkpointing", bool, help="recompute activations: less memory, slower"),
+    Field("checkpoint_layers", int, 1, 1024, "with gradient checkpointing: recompute only the"
+          " first N layers (empty: all); fewer is faster and takes more memory", optional=True),
     Field("packing", bool, help="SFT: pack short rows into one sequence"),
 )  # fmt: skip
 BY_NAME = {field.name: field for field in FIELDS}
@@ -69,6 +71,8 @@ def parse(values: Mapping[str, Any], *, method: str) -> tuple[LoraSettings, Trai
             errors[field.name] = str(error)
     if method != "sft" and train.get("packing"):
         errors["packing"] = "applies to SFT runs only"
+    if train.get("checkpoint_layers") and not train.get("gradient_checkpointing"):
+        errors["checkpoint_layers"] = "needs gradient_checkpointing on"
     unknown = sorted(set(values) - set(BY_NAME))
     errors.update(dict.fromkeys(unknown, "is not a setting"))
     if errors:

@@ -23,7 +23,7 @@ from exports.models import Export
 from finetune import options, paths, sources
 from finetune.devices import Device, target_device
 from finetune.errors import InvalidRun, RunFinished
-from finetune.estimate import Estimate, estimate, gib
+from finetune.estimate import Estimate, estimate, fewest_checkpointed, gib
 from finetune.models import FinetuneRun
 from finetune.training.config import LoraSettings, TrainSettings
 from labeling.models import Project
@@ -52,6 +52,8 @@ class Plan:
     train: TrainSettings
     estimate: Estimate
     device: Device | None
+    # When it does not fit: the fewest layers to recompute for it to fit, None if none do.
+    fewest_checkpointed: int | None = None
 
     @property
     def fits(self) -> bool | None:
@@ -61,10 +63,16 @@ class Plan:
     def refusal(self) -> str | None:
         if self.fits is not False or self.device is None:
             return None
+        if self.fewest_checkpointed is None:
+            remedy = "lower batch_size or max_length"
+        else:
+            remedy = (
+                "turn on gradient_checkpointing with checkpoint_layers"
+                f" {self.fewest_checkpointed} or more (or empty: all)"
+            )
         return (
             f"estimated {gib(self.estimate.total)} does not fit in the {gib(self.device.memory)}"
-            f" of {self.device.name}: lower batch_size or max_length, turn on"
-            " gradient_checkpointing, or force the launch"
+            f" of {self.device.name}: {remedy}, or force the launch"
         )
 
 
@@ -83,8 +91,13 @@ def plan_run(
     if errors or export is None or folder is None or settings_ is None:
         raise InvalidRun(errors)
     lora, train = settings_
-    usage = estimate(read_config(folder), lora, train, method=method)
-    return Plan(export, method, folder, lora, train, usage, target_device())
+    config = read_config(folder)
+    usage = estimate(config, lora, train, method=method)
+    device = target_device()
+    fewest = None
+    if device is not None and not usage.fits(device.memory):
+        fewest = fewest_checkpointed(config, lora, train, method=method, memory=device.memory)
+    return Plan(export, method, folder, lora, train, usage, device, fewest)
 
 
 def read_config(folder: Path) -> dict[str, Any]:

@@ -32,6 +32,9 @@ class TrainSettings:
     because a truncated answer teaches the model to stop mid-sentence (SFT) and a truncated
     pair can lose the only tokens where chosen and rejected differ (DPO).
     `beta` is DPO's KL strength. `eval_batch_size` bounds memory at the final evaluation.
+    `gradient_checkpointing` recomputes each decoder layer's activations in the backward pass
+    instead of keeping them; `checkpoint_layers` limits that to the first N layers (None: all),
+    for a run that fits with some layers kept: each layer not recomputed saves a forward of it.
     `report_every_s` is the least time between two `report` calls (the last step always reports).
     """
 
@@ -44,6 +47,7 @@ class TrainSettings:
     beta: float = 0.1
     seed: int = 0
     gradient_checkpointing: bool = False
+    checkpoint_layers: int | None = None
     packing: bool = False
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0

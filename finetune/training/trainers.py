@@ -118,6 +118,8 @@ def build(
         trainer = _dpo(args, job, kwargs)
     if not job.settings.packing:
         group_by_length(trainer)
+    if job.settings.gradient_checkpointing and job.settings.checkpoint_layers is not None:
+        trainer.add_callback(RecomputeFirst(job.settings.checkpoint_layers))
     # With tqdm off the Trainer prints every log dict; progress goes through `report` instead.
     trainer.remove_callback(PrinterCallback)
     return trainer
@@ -143,6 +145,25 @@ def _dpo(args: dict[str, Any], job: TrainJob, kwargs: Any) -> Any:
     # a cache file name and writes an Arrow cache; precompute_reference does it in memory.
     config = DPOConfig(**args, beta=job.settings.beta, precompute_ref_log_probs=False)
     return DPOTrainer(args=config, **kwargs)
+
+
+class RecomputeFirst(TrainerCallback):
+    """Gradient checkpointing on the first `count` decoder layers only (`checkpoint_layers`).
+
+    The Trainer turns checkpointing on for every layer when training starts; this runs right
+    after and turns it off again past the first `count`: those layers keep their activations
+    for the backward pass instead of running their forward a second time.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        layers = [m for m in kwargs["model"].modules() if isinstance(m, GradientCheckpointingLayer)]
+        for layer in layers[self.count :]:
+            layer.gradient_checkpointing = False
 
 
 def group_by_length(trainer: Any) -> None:

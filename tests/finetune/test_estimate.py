@@ -8,7 +8,7 @@ parameters of r=16 LoRA on q/k/v/o are the figures the model card and peft print
 import pytest
 
 from finetune.errors import InvalidRun
-from finetune.estimate import Architecture, estimate, gib
+from finetune.estimate import Architecture, estimate, fewest_checkpointed, gib
 from finetune.training.config import LoraSettings, TrainSettings
 
 LLAMA2_7B = {
@@ -59,6 +59,28 @@ def test_gradient_checkpointing_keeps_only_layer_inputs():
     train = TrainSettings(batch_size=4, max_length=512, gradient_checkpointing=True)
     usage = estimate(LLAMA2_7B, LORA, train, method="sft")
     assert usage.activations == 2048 * (32 * 4096 + LAYER) * 2 == 873_725_952
+
+
+def test_checkpoint_layers_recomputes_only_the_first_layers():
+    train = TrainSettings(
+        batch_size=4, max_length=512, gradient_checkpointing=True, checkpoint_layers=8
+    )
+    usage = estimate(LLAMA2_7B, LORA, train, method="sft")
+    # 8 layers keep their input, 24 keep everything, and one is recomputed at a time.
+    assert usage.activations == 2048 * (8 * 4096 + 24 * LAYER + LAYER) * 2 == 8_555_593_728
+
+
+def test_fewest_checkpointed_layers_that_fit():
+    def fewest(gib_: float):
+        memory = int(gib_ * 1024**3)
+        return fewest_checkpointed(LLAMA2_7B, LORA, TRAIN, method="sft", memory=memory)
+
+    assert fewest(80) == 0  # 25.7 GiB fits without checkpointing
+    # 20 GiB leaves 20 GiB / 1.1 - 14.27 GB (weights, adapter, logits) = 5.25 GB for
+    # activations: 4096 bytes a token-layer value x (33 x LAYER - n x (LAYER - 4096)) fits
+    # from n = 18.3 on.
+    assert fewest(20) == 19
+    assert fewest(12) is None  # the weights alone are 12.6 GiB
 
 
 def test_dpo_doubles_the_tokens_and_adds_the_reference_forward_but_no_second_weights():

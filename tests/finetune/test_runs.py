@@ -175,7 +175,7 @@ def test_every_bad_field_is_named_at_once(pairwise_project, dpo_export):
     with pytest.raises(InvalidRun) as raised:
         plan(
             pairwise_project, dpo_export, base_model="../x", rank="0", dropout="lots",
-            target_modules="q_proj wq", packing=True, colour="blue",
+            target_modules="q_proj wq", packing=True, checkpoint_layers="1", colour="blue",
         )  # fmt: skip
     assert raised.value.errors == {
         "base_model": f"must be a folder inside the models directory {paths.models_dir()}",
@@ -184,9 +184,16 @@ def test_every_bad_field_is_named_at_once(pairwise_project, dpo_export):
         "target_modules": "unknown module 'wq'; choose from q_proj, k_proj, v_proj, o_proj, "
         "gate_proj, up_proj, down_proj",
         "packing": "applies to SFT runs only",
+        "checkpoint_layers": "needs gradient_checkpointing on",
         "colour": "is not a setting",
     }
     assert FinetuneRun.objects.count() == 0
+
+
+def test_checkpoint_layers_must_exist_in_the_model(pairwise_project, dpo_export):
+    with pytest.raises(InvalidRun) as raised:
+        plan(pairwise_project, dpo_export, gradient_checkpointing="1", checkpoint_layers="3")
+    assert raised.value.errors == {"checkpoint_layers": "is more than the model's 2 layers"}
 
 
 def test_the_export_must_have_succeeded_in_the_methods_format_in_this_project(
@@ -220,6 +227,34 @@ def test_a_run_that_cannot_fit_is_refused_unless_forced(pairwise_project, dpo_ex
     assert FinetuneRun.objects.count() == 0
     run = services.create_run(plan=planned, created_by=None, force=True)
     assert (run.status, run.forced) == ("queued", True)
+    assert "lower batch_size or max_length" in planned.refusal  # no checkpointing fits 1 MiB
+
+
+def test_a_refusal_names_the_fewest_layers_to_recompute(
+    pairwise_project, dpo_export, models_root, settings
+):
+    """An 8-layer model on a device between the estimates with 4 and with 5 layers recomputed."""
+    model_folder(models_root, "deep", TINY_CONFIG | {"num_hidden_layers": 8})
+
+    def total(**values):
+        return plan(pairwise_project, dpo_export, base_model="deep", **values).estimate.total
+
+    recomputing = {n: total(gradient_checkpointing="1", checkpoint_layers=str(n)) for n in (4, 5)}
+    assert recomputing[5] < recomputing[4] < total()
+    settings.FINETUNE_DEVICE_MEMORY_GB = repr(sum(recomputing.values()) / 2 / 1024**3)
+
+    planned = plan(pairwise_project, dpo_export, base_model="deep")
+
+    assert (planned.fits, planned.fewest_checkpointed) == (False, 5)
+    assert planned.refusal.endswith(
+        ": turn on gradient_checkpointing with checkpoint_layers 5 or more (or empty: all),"
+        " or force the launch"
+    )
+    fitting = plan(
+        pairwise_project, dpo_export, base_model="deep", gradient_checkpointing="1",
+        checkpoint_layers="5",
+    )  # fmt: skip
+    assert fitting.fits is True
 
 
 # The claim and the stale-run reaper -----------------------------------------------------------

@@ -247,3 +247,31 @@ def test_batches_hold_rows_of_similar_length(tiny_model_dir, tmp_path, method):
     real = sum(int(b["attention_mask"].sum()) for b in batches)
     # Random batches of 1-40 words pad about a fifth (22% here); grouped by length, a few percent.
     assert padded / (padded + real) < 0.05, (padded, real)
+
+
+def test_checkpoint_layers_recomputes_only_the_first_layers(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    from finetune.training import data, trainers
+
+    run = job(
+        tmp_path, tiny_model_dir, "sft", sft_lines(), max_steps=1, gradient_checkpointing=True,
+        checkpoint_layers=1,
+    )  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows = data.prepare(run.train_file, method="sft", tokenizer=tokenizer, max_length=64).rows
+    trainer = trainers.build(
+        run, tokenizer=tokenizer, train_rows=rows, test_rows=None, callbacks=[], scratch=tmp_path
+    )
+    layers = [m for m in trainer.model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    assert [layer.gradient_checkpointing for layer in layers] == [False, False]
+    ran: list[int] = []
+    for index, layer in enumerate(layers):
+        layer.mlp.register_forward_pre_hook(lambda *_, i=index: ran.append(i))
+
+    trainer.train()
+
+    assert [layer.gradient_checkpointing for layer in layers] == [True, False]
+    # One step: each layer runs forward once, and layer 0 once more in the backward pass.
+    assert ran == [0, 1, 0]
