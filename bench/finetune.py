@@ -1,8 +1,9 @@
 """Finetune benchmark: tokens/s and peak memory of LoRA SFT and DPO, ours beside plain TRL.
 
     .venv/bin/python bench/finetune.py [--model PATH | --arch NAME] [--checkpointing]
-        [--trl-compact] [--steps 30] [--rows N] [--length 40] [--repeats 3]
-        [--variants ours-dpo trl-dpo]
+        [--checkpoint-layers N]
+        [--trl-compact] [--steps 30] [--rows N] [--length 40 | --pairs HH-RLHF.jsonl.gz]
+        [--repeats 3] [--variants ours-dpo trl-dpo]
 
 Without --model it builds the tiny test model (finetune.training.tiny) in a temporary folder
 and runs on CPU. `--arch` builds a random-weight model of a real model's shape instead
@@ -19,7 +20,8 @@ variant runs in its own process, so memory belongs to that variant alone:
   on every token in TRL (`assistant_only_loss=False`), on the assistant's turns in ours, so
   TRL's output layer scores more positions (here about twice). TRL 1.16's SFTConfig and
   DPOConfig default to `gradient_checkpointing=True` (TrainingArguments: False), so the
-  baseline always checkpoints; `--checkpointing` makes ours do the same, at equal memory.
+  baseline always checkpoints; `--checkpointing` makes ours do the same, at equal memory, and
+  `--checkpoint-layers N` makes ours checkpoint only its first N layers (between the two).
   `--trl-compact` gives the baseline on CPU the output layer TRL uses on CUDA (it scores only
   the trained positions, as ours does everywhere), which takes out the gain that is CPU-only:
   the nearest this gets to the GPU comparison without a GPU.
@@ -81,16 +83,51 @@ WORDS = [
 ]
 
 
-def write_data(folder: Path, rows: int, words: int) -> None:
+def write_data(folder: Path, rows: int, words: int, pairs: Path | None) -> None:
+    """Random words (`words` per prompt and per answer), or the first HH-RLHF pairs of `pairs`.
+
+    HH-RLHF: each pair's shared turns are the prompt; SFT trains on the chosen answer. Pairs
+    whose prompt and longer answer pass MAX_CHARS are skipped, so no row can reach either
+    side's 1,024-token limit (TRL would truncate it, ours drop it) and both train on the same rows.
+    """
     from tests.finetune.export_rows import dpo_line, sft_line, write
 
-    rng = random.Random(0)
+    if pairs is None:
+        rng = random.Random(0)
 
-    def text() -> str:
-        return " ".join(rng.choice(WORDS) for _ in range(words))
+        def text() -> str:
+            return " ".join(rng.choice(WORDS) for _ in range(words))
 
-    write(folder / "sft.jsonl", [sft_line(f"s{n}", text(), text()) for n in range(rows)])
-    write(folder / "dpo.jsonl", [dpo_line(f"p{n}", text(), text(), text()) for n in range(rows)])
+        triples = [(text(), text(), text()) for _ in range(rows)]
+    else:
+        triples = _hh_rlhf(pairs, rows)
+    write(folder / "sft.jsonl", [sft_line(f"s{n}", p, c) for n, (p, c, _) in enumerate(triples)])
+    write(folder / "dpo.jsonl", [dpo_line(f"p{n}", *t) for n, t in enumerate(triples)])
+
+
+MAX_CHARS = 1000
+
+
+def _hh_rlhf(path: Path, rows: int) -> list[tuple[Any, str, str]]:
+    """(conversation, chosen, rejected) from an HH-RLHF file, read as our importer reads it."""
+    import gzip
+
+    from exports.rows import Message
+    from labeling.importing.records import PAIRWISE, build_record
+
+    triples: list[tuple[Any, str, str]] = []
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            record = build_record(json.loads(line), kind=PAIRWISE)
+            turns = record["messages"]
+            prompt = tuple(Message(role=m["role"], content=m["content"]) for m in turns)
+            (_, chosen), (_, rejected) = record["responses"]
+            size = sum(len(m["content"]) for m in prompt) + max(len(chosen), len(rejected))
+            if size <= MAX_CHARS:
+                triples.append((prompt, chosen, rejected))
+            if len(triples) == rows:
+                return triples
+    raise SystemExit(f"{path} has fewer than {rows} pairs of at most {MAX_CHARS} characters")
 
 
 def ours(method: str, options: argparse.Namespace) -> dict[str, Any]:
@@ -111,7 +148,8 @@ def ours(method: str, options: argparse.Namespace) -> dict[str, Any]:
         max_steps=options.steps,
         batch_size=4,
         max_length=1024,
-        gradient_checkpointing=options.checkpointing,
+        gradient_checkpointing=options.checkpointing or options.checkpoint_layers is not None,
+        checkpoint_layers=options.checkpoint_layers,
     )
     model, folder = options.model, options.folder
     job = TrainJob(
@@ -224,10 +262,14 @@ def main() -> None:
     parser.add_argument("--model", type=Path)
     parser.add_argument("--arch", choices=ARCHS, help="random weights, a real model's shape")
     parser.add_argument("--checkpointing", action="store_true", help="ours too (TRL: always)")
+    parser.add_argument(
+        "--checkpoint-layers", type=int, help="ours: checkpoint only the first N layers"
+    )
     parser.add_argument("--trl-compact", action="store_true", help="TRL's CUDA LM head on CPU")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rows", type=int, help="default: steps x batch 4 (one epoch)")
     parser.add_argument("--length", type=int, default=40, help="words per prompt and answer")
+    parser.add_argument("--pairs", type=Path, help="HH-RLHF .jsonl(.gz): real rows, not words")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -238,7 +280,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         model = options.model or _build(folder / "model", options.arch)
-        write_data(folder, options.rows or options.steps * 4, options.length)
+        write_data(folder, options.rows or options.steps * 4, options.length, options.pairs)
         runs: dict[str, list[dict[str, Any]]] = {v: [] for v in options.variants}
         for _ in range(options.repeats):
             for variant in options.variants:
@@ -291,6 +333,8 @@ def _spawn(variant: str, model: Path, folder: Path, options: argparse.Namespace)
     command = [sys.executable, __file__, "--one", variant, "--model", str(model)]
     command += ["--folder", str(folder), "--steps", str(options.steps)]
     command += ["--checkpointing"] * options.checkpointing + ["--trl-compact"] * options.trl_compact
+    if options.checkpoint_layers is not None:
+        command += ["--checkpoint-layers", str(options.checkpoint_layers)]
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
