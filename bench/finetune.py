@@ -40,9 +40,9 @@ sequence of the batch, a DPO pair counting its prompt twice) over the training t
 the training time includes the DPO reference pass done before the first step (the baseline
 does it inside every step). `cpu` is the process's CPU time over the same span (1 torch
 thread), much less disturbed than wall time by other load on the machine; on a GPU compare the
-wall tokens/s. Each variant runs
-`--repeats` times, alternating; the table shows medians. Results go in docs/benchmarks.md
-("## Finetune").
+wall tokens/s. Each variant runs `--repeats` times, alternating; the table shows medians.
+MFU (model FLOPs utilization: `model_flops_per_token` x tokens/s over the device's peak) is
+printed on a known GPU or with `--peak-tflops`. Results go in docs/benchmarks.md ("## Finetune").
 """
 
 from __future__ import annotations
@@ -272,6 +272,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=Path, help="HH-RLHF .jsonl(.gz): real rows, not words")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument(
+        "--peak-tflops", type=float, help="the device's dense bf16 peak for MFU (GPU: looked up)"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -286,7 +289,7 @@ def main() -> None:
             for variant in options.variants:
                 runs[variant].append(_spawn(variant, model, folder, options))
                 print(variant, json.dumps(runs[variant][-1]), flush=True)
-    _print(runs)
+    _print(runs, model, options.peak_tflops)
 
 
 VARIANTS = ("ours-sft", "trl-sft", "ours-dpo", "trl-dpo")
@@ -344,10 +347,47 @@ def _spawn(variant: str, model: Path, folder: Path, options: argparse.Namespace)
     return result
 
 
-def _print(runs: dict[str, list[dict[str, Any]]]) -> None:
+# Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, by a name's part as torch reports it.
+PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "A10G": 70.0}
+
+
+def model_flops_per_token(model: Path) -> tuple[int, int]:
+    """FLOPs a counted token costs in LoRA SFT and in DPO, from the model's config.
+
+    N = the parameters a token's matmuls use (all but the input embedding, unless it is tied
+    to the output layer). LoRA training: forward 2N plus the activation gradients 2N (the base
+    weights get no gradient; the adapters' share is negligible) = 4N; DPO adds the reference
+    forward, 2N. Attention's sequence-length term and checkpointing's recompute are left out,
+    as MFU conventionally does: the same work counts the same for both sides.
+    """
+    from finetune.estimate import Architecture
+
+    arch = Architecture.from_config(json.loads((model / "config.json").read_text()))
+    n = arch.parameters() - (0 if arch.tied_embeddings else arch.vocab * arch.hidden)
+    return 4 * n, 6 * n
+
+
+def peak_flops(given: float | None) -> float | None:
+    """The device's peak FLOP/s: --peak-tflops, else looked up for a known GPU, else None."""
+    if given:
+        return given * 1e12
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((tf * 1e12 for part, tf in PEAK_TFLOPS.items() if part in name), None)
+
+
+def _print(runs: dict[str, list[dict[str, Any]]], model: Path, peak_tflops: float | None) -> None:
     rates: dict[str, float] = {}
-    print("| variant | tokens | train s | tokens/s | CPU s | tokens/CPU s | peak MiB | added MiB |")
-    print("|---|---|---|---|---|---|---|---|")
+    flops = dict(zip(("sft", "dpo"), model_flops_per_token(model), strict=True))
+    peak = peak_flops(peak_tflops)
+    print(
+        "| variant | tokens | train s | tokens/s | CPU s | tokens/CPU s | peak MiB | added MiB"
+        " | MFU |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for variant, results in runs.items():
         tokens = median([r["tokens"] for r in results])
         seconds = median([r["seconds"] for r in results])
@@ -356,9 +396,10 @@ def _print(runs: dict[str, list[dict[str, Any]]]) -> None:
         rates[variant] = cpu_rate = median([r["tokens"] / r["cpu_seconds"] for r in results])
         mib = median([r["peak_bytes"] for r in results]) / 2**20
         added = median([r["added_bytes"] for r in results]) / 2**20
+        mfu = f"{rate * flops[variant.split('-')[1]] / peak:.1%}" if peak else "-"
         print(
             f"| {variant} | {tokens:.0f} | {seconds:.2f} | {rate:.0f} | {cpu:.2f} "
-            f"| {cpu_rate:.0f} | {mib:.0f} | {added:.0f} |"
+            f"| {cpu_rate:.0f} | {mib:.0f} | {added:.0f} | {mfu} |"
         )
     for method in ("sft", "dpo"):
         if f"ours-{method}" in rates and f"trl-{method}" in rates:
