@@ -101,12 +101,14 @@ def step(trainer, batch):
     return logps.detach(), grads
 
 
-def test_packed_pairs_give_trl_values_and_gradients(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_pairs_give_trl_values_and_gradients(tiny_model_dir, tmp_path, attention):
     import torch
 
     from finetune.training import pairs
 
     trainer = build(tmp_path, tiny_model_dir, "dpo", pair_lines())
+    pairs._backbone(trainer).config._attn_implementation = attention  # bool or additive mask
     for name, param in trainer.model.named_parameters():
         if "lora_B" in name:  # LoRA starts as a no-op; make the adapter matter
             torch.nn.init.normal_(param, std=0.1, generator=torch.Generator().manual_seed(0))
