@@ -22,6 +22,8 @@ variant runs in its own process, so memory belongs to that variant alone:
   DPOConfig default to `gradient_checkpointing=True` (TrainingArguments: False), so the
   baseline always checkpoints; `--checkpointing` makes ours do the same, at equal memory, and
   `--checkpoint-layers N` makes ours checkpoint only its first N layers (between the two).
+  `--peft-lora` gives ours peft's default LoRA (rank 8 on q/v, no dropout) instead of its own
+  (rank 16 on q/k/v/o, dropout 0.05): the training loop alone, same adapter on both sides.
   `--trl-compact` gives the baseline on CPU the output layer TRL uses on CUDA (it scores only
   the trained positions, as ours does everywhere), which takes out the gain that is CPU-only:
   the nearest this gets to the GPU comparison without a GPU.
@@ -132,7 +134,7 @@ def _hh_rlhf(path: Path, rows: int) -> list[tuple[Any, str, str]]:
 
 def ours(method: str, options: argparse.Namespace) -> dict[str, Any]:
     """train() as the gpu worker runs it; `trainers.build` is wrapped only to mark memory."""
-    from finetune.training import TrainJob, TrainSettings, train, trainers
+    from finetune.training import LoraSettings, TrainJob, TrainSettings, train, trainers
 
     start: list[int] = []
     build = trainers.build
@@ -152,12 +154,15 @@ def ours(method: str, options: argparse.Namespace) -> dict[str, Any]:
         checkpoint_layers=options.checkpoint_layers,
     )
     model, folder = options.model, options.folder
+    # peft's LoraConfig defaults: rank 8, alpha 8, no dropout, q_proj and v_proj (Llama, Qwen2).
+    peft = LoraSettings(rank=8, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj"))
     job = TrainJob(
         method=method,  # type: ignore[arg-type]
         base_model=model,
         train_file=folder / f"{method}.jsonl",
         test_file=None,
         output_dir=folder / f"out-{method}",
+        lora=peft if options.peft_lora else LoraSettings(),
         settings=settings,
     )
     metrics = train(job, lambda point: None, lambda: False).metrics
@@ -265,6 +270,7 @@ def main() -> None:
     parser.add_argument(
         "--checkpoint-layers", type=int, help="ours: checkpoint only the first N layers"
     )
+    parser.add_argument("--peft-lora", action="store_true", help="ours with peft's LoRA defaults")
     parser.add_argument("--trl-compact", action="store_true", help="TRL's CUDA LM head on CPU")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rows", type=int, help="default: steps x batch 4 (one epoch)")
@@ -336,6 +342,7 @@ def _spawn(variant: str, model: Path, folder: Path, options: argparse.Namespace)
     command = [sys.executable, __file__, "--one", variant, "--model", str(model)]
     command += ["--folder", str(folder), "--steps", str(options.steps)]
     command += ["--checkpointing"] * options.checkpointing + ["--trl-compact"] * options.trl_compact
+    command += ["--peft-lora"] * options.peft_lora
     if options.checkpoint_layers is not None:
         command += ["--checkpoint-layers", str(options.checkpoint_layers)]
     started = time.monotonic()
