@@ -16,9 +16,10 @@ variant runs in its own process, so memory belongs to that variant alone:
   data written as our exporter writes it;
 - trl-sft / trl-dpo: SFTTrainer / DPOTrainer with default configs and peft's default
   LoraConfig, on the same rows, same steps and batch size (use_cpu set on a CPU, since TRL's
-  bf16 default refuses to run there). Defaults differ on purpose: SFT on `messages` trains
-  on every token in TRL (`assistant_only_loss=False`), on the assistant's turns in ours, so
-  TRL's output layer scores more positions (here about twice). TRL 1.16's SFTConfig and
+  bf16 default refuses to run there), the weights loaded in the dtype ours uses (bf16 on a
+  GPU that has it, as any TRL example loads them; fp32 on CPU). Defaults differ on purpose:
+  SFT on `messages` trains on every token in TRL (`assistant_only_loss=False`), on the
+  assistant's turns in ours, so TRL's output layer scores more positions. TRL 1.16's SFTConfig and
   DPOConfig default to `gradient_checkpointing=True` (TrainingArguments: False), so the
   baseline always checkpoints; `--checkpointing` makes ours do the same, at equal memory, and
   `--checkpoint-layers N` makes ours checkpoint only its first N layers (between the two).
@@ -184,7 +185,7 @@ def baseline(method: str, options: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-    from finetune.training.trainers import scored_answers_only
+    from finetune.training.trainers import precision, scored_answers_only
 
     model, folder, steps = options.model, options.folder, options.steps
     rows = load_dataset("json", data_files=str(folder / f"{method}.jsonl"), split="train")
@@ -199,8 +200,9 @@ def baseline(method: str, options: argparse.Namespace) -> dict[str, Any]:
         report_to="none", save_strategy="no", use_cpu=on_cpu, bf16=not on_cpu, disable_tqdm=True,
     )  # fmt: skip
     trainer = trainer_class(
-        AutoModelForCausalLM.from_pretrained(model), args=config, train_dataset=rows,
-        processing_class=AutoTokenizer.from_pretrained(model), peft_config=LoraConfig(),
+        AutoModelForCausalLM.from_pretrained(model, dtype=precision()[1]), args=config,
+        train_dataset=rows, processing_class=AutoTokenizer.from_pretrained(model),
+        peft_config=LoraConfig(),
     )  # fmt: skip
     start = memory_mark(trainer.model)
     started = time.process_time()
@@ -295,7 +297,8 @@ def main() -> None:
             for variant in options.variants:
                 runs[variant].append(_spawn(variant, model, folder, options))
                 print(variant, json.dumps(runs[variant][-1]), flush=True)
-    _print(runs, model, options.peak_tflops)
+        flops = model_flops_per_token(model)
+    _print(runs, flops, options.peak_tflops)
 
 
 VARIANTS = ("ours-sft", "trl-sft", "ours-dpo", "trl-dpo")
@@ -358,7 +361,7 @@ def _spawn(variant: str, model: Path, folder: Path, options: argparse.Namespace)
 PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "A10G": 70.0}
 
 
-def model_flops_per_token(model: Path) -> tuple[int, int]:
+def model_flops_per_token(model: Path) -> dict[str, int]:
     """FLOPs a counted token costs in LoRA SFT and in DPO, from the model's config.
 
     N = the parameters a token's matmuls use (all but the input embedding, unless it is tied
@@ -371,7 +374,7 @@ def model_flops_per_token(model: Path) -> tuple[int, int]:
 
     arch = Architecture.from_config(json.loads((model / "config.json").read_text()))
     n = arch.parameters() - (0 if arch.tied_embeddings else arch.vocab * arch.hidden)
-    return 4 * n, 6 * n
+    return {"sft": 4 * n, "dpo": 6 * n}
 
 
 def peak_flops(given: float | None) -> float | None:
@@ -386,9 +389,10 @@ def peak_flops(given: float | None) -> float | None:
     return next((tf * 1e12 for part, tf in PEAK_TFLOPS.items() if part in name), None)
 
 
-def _print(runs: dict[str, list[dict[str, Any]]], model: Path, peak_tflops: float | None) -> None:
+def _print(
+    runs: dict[str, list[dict[str, Any]]], flops: dict[str, int], peak_tflops: float | None
+) -> None:
     rates: dict[str, float] = {}
-    flops = dict(zip(("sft", "dpo"), model_flops_per_token(model), strict=True))
     peak = peak_flops(peak_tflops)
     print(
         "| variant | tokens | train s | tokens/s | CPU s | tokens/CPU s | peak MiB | added MiB"
