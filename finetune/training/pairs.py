@@ -20,7 +20,10 @@ decoder instead of 2B x (prompt + longer answer), so the longer the prompt again
 answers, the more: on multi-turn preference data (HH-RLHF) the prompt is most of each row.
 Less activation memory, too. Attention takes a custom mask, which needs the SDPA (or eager)
 attention; with another implementation (flash-attention) the batch goes through as TRL
-lays it out.
+lays it out. So does a batch longer than the model's sliding attention window (Mistral,
+Gemma, Qwen2 with `use_sliding_window`): a custom mask replaces the window, which is exact
+only while no row reaches past it. And so does a batch whose forward returns MoE router
+logits: TRL's load-balancing loss reads them against its own layout.
 """
 
 from __future__ import annotations
@@ -104,16 +107,20 @@ def shared_prefixes(trainer: Any) -> Iterator[bool]:
     what DPOTrainer's steps, its evaluation, its reference pass and `pair_logps` make.
     """
     backbone = _backbone(trainer)
-    attention = getattr(getattr(backbone, "config", None), "_attn_implementation", None)
+    config = getattr(backbone, "config", None)
+    attention = getattr(config, "_attn_implementation", None)
     if not hasattr(trainer, "compute_ref_log_probs") or attention not in MASKABLE:
         yield False
         return
     additive = attention == "eager"
+    window = sliding_window(config)
     pending: dict[int, Packed] = {}
 
     def before(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
         if args or ids is None or mask is None or mask.dim() != 2 or len(ids) % 2:
+            return None
+        if (window is not None and ids.size(1) > window) or kwargs.get("output_router_logits"):
             return None
         packed = pack(ids, mask)
         mask4d = packed.attention_mask
@@ -127,21 +134,33 @@ def shared_prefixes(trainer: Any) -> Iterator[bool]:
         return args, {**kwargs, **new, "position_ids": packed.position_ids}
 
     def after(module: Any, args: Any, kwargs: dict[str, Any], output: Any) -> Any:
+        # Also called when the forward raised (output None): the entry goes either way.
         packed = pending.pop(id(kwargs.get("attention_mask")), None)
-        if packed is None:
+        if packed is None or output is None:
             return None
         output.last_hidden_state = packed.unpack(output.last_hidden_state)
         return output
 
     handles = [
         backbone.register_forward_pre_hook(before, with_kwargs=True),
-        backbone.register_forward_hook(after, with_kwargs=True),
+        backbone.register_forward_hook(after, with_kwargs=True, always_call=True),
     ]
     try:
         yield True
     finally:
         for handle in handles:
             handle.remove()
+
+
+def sliding_window(config: Any) -> int | None:
+    """The attention window of a model whose layers use one (0 if unknown), else None."""
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if types is not None:
+        return (window or 0) if "sliding_attention" in types else None
+    if window and getattr(config, "use_sliding_window", True):
+        return int(window)
+    return None
 
 
 def _backbone(trainer: Any) -> Any:

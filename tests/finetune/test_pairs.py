@@ -171,3 +171,47 @@ def test_hooks_are_removed_after_the_block(tiny_model_dir, tmp_path, fails):
         pass
     assert not backbone._forward_pre_hooks
     assert not backbone._forward_hooks
+
+
+def test_rows_longer_than_a_sliding_window_are_left_unpacked():
+    """Qwen2 with a 4-token window: a custom mask would replace the window, so 10-token rows
+    go as TRL lays them out (same values), and 4-token rows are still packed."""
+    import types
+
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from finetune.training import pairs
+
+    config = Qwen2Config(
+        vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, use_sliding_window=True, sliding_window=4,
+        max_window_layers=0, attn_implementation="sdpa",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config)
+    add_fused_lm_head(model)
+    unwrap = types.SimpleNamespace(unwrap_model=lambda m: m)
+    trainer = types.SimpleNamespace(compute_ref_log_probs=None, model=model, accelerator=unwrap)
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1, 2, 3, 4, 5, 6, 7, 11, 12, 13]])
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "completion_mask": torch.tensor([[0] * 7 + [1] * 3] * 2),
+    }
+    expected, _ = step(trainer, batch)
+    short = {key: value[:, [0, 1, 2, 7]] for key, value in batch.items()}  # 1 2 3 8 | 1 2 3 11
+    seen = []
+
+    with pairs.shared_prefixes(trainer) as on:
+        assert on
+        # Registered after ours, so it sees the rows the backbone gets.
+        model.model.register_forward_pre_hook(
+            lambda m, a, k: seen.append(tuple(k["input_ids"].shape)), with_kwargs=True
+        )
+        got, _ = step(trainer, batch)
+        step(trainer, short)
+
+    assert torch.equal(got, expected)
+    assert seen == [(2, 10), (1, 5)]  # unpacked; packed: prefix 3 + 1 + 1
