@@ -8,7 +8,8 @@ The estimate adds up (bytes):
   (4 hidden), q, k, v and the attention output (2 (heads + kv heads) head_dim), the MLP's gate,
   up and product (3 intermediate), and each adapted module's input and its rank-r middle. With
   gradient checkpointing only each layer's input is kept, plus one layer recomputed at a time;
-  with `checkpoint_layers` N, only the first N layers are recomputed, the rest keep it all;
+  with `checkpoint_layers` N < layers, the first N keep their input and the rest keep it all
+  (freed in the backward pass before a recomputed layer runs again);
 - logits: float32 logits over the vocabulary and their gradient (the loss upcasts them);
 - DPO: chosen and rejected rows go through together (counted as twice the tokens: a bound,
   since each pair's shared prompt goes through once, training/pairs.py), and the reference
@@ -151,9 +152,10 @@ def estimate(
     adapted = sum(modules[m][0] + lora.rank for m in lora.target_modules)
     layer = arch.activation_elements() + adapted
     recomputed = checkpointed_layers(arch, train)
-    kept = (
-        recomputed * arch.hidden + (arch.layers - recomputed) * layer + (layer if recomputed else 0)
-    )
+    # Layers that are not recomputed hold everything until the backward pass frees it, before
+    # the first recomputed layer runs again; with every layer recomputed, one at a time does.
+    held = max(arch.layers - recomputed, min(recomputed, 1))
+    kept = recomputed * arch.hidden + held * layer
     logits = tokens * arch.vocab * LOGIT_BYTES
     reference = tokens * arch.activation_elements() * arch.dtype_bytes + logits
     parts = {

@@ -23,7 +23,7 @@ from exports.models import Export
 from finetune import options, paths, sources
 from finetune.devices import Device, target_device
 from finetune.errors import InvalidRun, RunFinished
-from finetune.estimate import Estimate, estimate, fewest_checkpointed, gib
+from finetune.estimate import Architecture, Estimate, estimate, fewest_checkpointed, gib
 from finetune.models import FinetuneRun
 from finetune.training.config import LoraSettings, TrainSettings
 from labeling.models import Project
@@ -52,8 +52,10 @@ class Plan:
     train: TrainSettings
     estimate: Estimate
     device: Device | None
-    # When it does not fit: the fewest layers to recompute for it to fit, None if none do.
+    # When it does not fit: the fewest layers to recompute for it to fit (None if none do),
+    # out of the model's layers.
     fewest_checkpointed: int | None = None
+    layers: int = 0
 
     @property
     def fits(self) -> bool | None:
@@ -63,12 +65,13 @@ class Plan:
     def refusal(self) -> str | None:
         if self.fits is not False or self.device is None:
             return None
-        if self.fewest_checkpointed is None:
+        fewest, layers = self.fewest_checkpointed, self.layers
+        if fewest is None:
             remedy = "lower batch_size or max_length"
-        else:
+        else:  # each further layer recomputed costs less (all of them: one layer input more)
             remedy = (
-                "turn on gradient_checkpointing with checkpoint_layers"
-                f" {self.fewest_checkpointed} or more (or empty: all)"
+                f"use gradient_checkpointing with checkpoint_layers {fewest} to {layers}"
+                " (or empty: all)"
             )
         return (
             f"estimated {gib(self.estimate.total)} does not fit in the {gib(self.device.memory)}"
@@ -97,7 +100,8 @@ def plan_run(
     fewest = None
     if device is not None and not usage.fits(device.memory):
         fewest = fewest_checkpointed(config, lora, train, method=method, memory=device.memory)
-    return Plan(export, method, folder, lora, train, usage, device, fewest)
+    layers = Architecture.from_config(config).layers
+    return Plan(export, method, folder, lora, train, usage, device, fewest, layers)
 
 
 def read_config(folder: Path) -> dict[str, Any]:

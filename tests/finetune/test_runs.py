@@ -247,7 +247,7 @@ def test_a_refusal_names_the_fewest_layers_to_recompute(
 
     assert (planned.fits, planned.fewest_checkpointed) == (False, 5)
     assert planned.refusal.endswith(
-        ": turn on gradient_checkpointing with checkpoint_layers 5 or more (or empty: all),"
+        ": use gradient_checkpointing with checkpoint_layers 5 to 8 (or empty: all),"
         " or force the launch"
     )
     fitting = plan(
