@@ -129,21 +129,21 @@ def shared_prefixes(trainer: Any) -> Iterator[bool]:
             mask4d = torch.zeros(mask4d.shape, dtype=dtype, device=ids.device).masked_fill(
                 ~mask4d, torch.finfo(dtype).min
             )
+        pending.clear()  # calls do not nest: an entry left here is from a forward that raised
         pending[id(mask4d)] = packed
         new = {"input_ids": packed.input_ids, "attention_mask": mask4d}
         return args, {**kwargs, **new, "position_ids": packed.position_ids}
 
     def after(module: Any, args: Any, kwargs: dict[str, Any], output: Any) -> Any:
-        # Also called when the forward raised (output None): the entry goes either way.
         packed = pending.pop(id(kwargs.get("attention_mask")), None)
-        if packed is None or output is None:
+        if packed is None:
             return None
         output.last_hidden_state = packed.unpack(output.last_hidden_state)
         return output
 
     handles = [
         backbone.register_forward_pre_hook(before, with_kwargs=True),
-        backbone.register_forward_hook(after, with_kwargs=True, always_call=True),
+        backbone.register_forward_hook(after, with_kwargs=True),
     ]
     try:
         yield True
