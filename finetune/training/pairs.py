@@ -117,6 +117,7 @@ def shared_prefixes(trainer: Any) -> Iterator[bool]:
     pending: dict[int, Packed] = {}
 
     def before(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        pending.clear()  # calls do not nest: an entry left here is from a forward that raised
         ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
         if args or ids is None or mask is None or mask.dim() != 2 or len(ids) % 2:
             return None
@@ -129,7 +130,6 @@ def shared_prefixes(trainer: Any) -> Iterator[bool]:
             mask4d = torch.zeros(mask4d.shape, dtype=dtype, device=ids.device).masked_fill(
                 ~mask4d, torch.finfo(dtype).min
             )
-        pending.clear()  # calls do not nest: an entry left here is from a forward that raised
         pending[id(mask4d)] = packed
         new = {"input_ids": packed.input_ids, "attention_mask": mask4d}
         return args, {**kwargs, **new, "position_ids": packed.position_ids}
