@@ -112,16 +112,20 @@ MAX_CHARS = 1000
 
 
 def _hh_rlhf(path: Path, rows: int) -> list[tuple[Any, str, str]]:
-    """(conversation, chosen, rejected) from an HH-RLHF file, read as our importer reads it."""
+    """(conversation, chosen, rejected) from an HH-RLHF file, read as our importer reads it
+    (pairs it refuses are skipped)."""
     import gzip
 
     from exports.rows import Message
-    from labeling.importing.records import PAIRWISE, build_record
+    from labeling.importing.records import PAIRWISE, InvalidRecord, build_record
 
     triples: list[tuple[Any, str, str]] = []
     with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as lines:
         for line in lines:
-            record = build_record(json.loads(line), kind=PAIRWISE)
+            try:
+                record = build_record(json.loads(line), kind=PAIRWISE)
+            except InvalidRecord:  # e.g. an empty last turn: our importer refuses it too
+                continue
             turns = record["messages"]
             prompt = tuple(Message(role=m["role"], content=m["content"]) for m in turns)
             (_, chosen), (_, rejected) = record["responses"]
