@@ -34,11 +34,15 @@ def _sft(trainer: Any) -> dict[str, Any]:
 
 def _dpo(trainer: Any) -> dict[str, Any]:
     logs = trainer.evaluate()
-    trained = preference_accuracy(trainer)
-    with _base(trainer):
-        base = preference_accuracy(trainer)
+    rows = trainer.eval_dataset
+    trained = preference_accuracy(
+        *pairs.pair_logps(trainer, rows, trainer.args.per_device_eval_batch_size)
+    )
+    # The base is the reference: trainers.precompute_reference scored these rows already, in
+    # the same batches, with the adapter disabled.
+    base = preference_accuracy(rows["ref_chosen_logps"], rows["ref_rejected_logps"])
     return {
-        "rows": len(trainer.eval_dataset),
+        "rows": len(rows),
         "loss": logs["eval_loss"],
         "rewards/accuracies": logs.get("eval_rewards/accuracies"),
         "rewards/margins": logs.get("eval_rewards/margins"),
@@ -51,8 +55,6 @@ def _base(trainer: Any) -> AbstractContextManager[Any]:
     return trainer.accelerator.unwrap_model(trainer.model).disable_adapter()
 
 
-def preference_accuracy(trainer: Any) -> float:
-    """Share of eval rows where the model as it is gives logp(chosen) > logp(rejected)."""
-    rows = trainer.eval_dataset
-    chosen, rejected = pairs.pair_logps(trainer, rows, trainer.args.per_device_eval_batch_size)
-    return sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(rows)
+def preference_accuracy(chosen: list[float], rejected: list[float]) -> float:
+    """Share of rows whose chosen answer has the higher summed log-probability."""
+    return sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(chosen)
